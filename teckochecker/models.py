@@ -1,0 +1,154 @@
+"""The database schema. Alembic owns it: every change here needs a named revision in migrations/."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from teckochecker.db import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class SecretType(enum.StrEnum):
+    OPENAI = "openai"
+    KEBOOLA = "keboola"
+
+
+class JobStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    TRIGGERING = "triggering"
+    COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    FAILED = "failed"
+
+
+FINISHED_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_FAILURES, JobStatus.FAILED})
+
+# OpenAI's own batch statuses, plus `pending` (not yet checked) and `not_found` (OpenAI answered 404).
+BATCH_PENDING = "pending"
+BATCH_NOT_FOUND = "not_found"
+BATCH_SUCCEEDED_STATUSES = frozenset({"completed"})
+BATCH_FAILED_STATUSES = frozenset({"failed", "expired", "cancelled", BATCH_NOT_FOUND})
+BATCH_TERMINAL_STATUSES = BATCH_SUCCEEDED_STATUSES | BATCH_FAILED_STATUSES
+
+
+def _in(column: str, values: enum.EnumMeta) -> str:
+    return f"{column} IN ({', '.join(repr(member.value) for member in values)})"  # type: ignore[attr-defined]
+
+
+class Secret(Base):
+    __tablename__ = "secrets"
+    __table_args__ = (CheckConstraint(_in("type", SecretType), name="type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    encrypted_value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Secret(id={self.id!r}, name={self.name!r}, type={self.type!r})"
+
+
+class PollingJob(Base):
+    __tablename__ = "polling_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JobStatus), name="status"),
+        CheckConstraint("poll_interval_seconds > 0", name="poll_interval_positive"),
+        # "Active jobs due now, oldest first" is an index range scan, even at 100,000 jobs.
+        Index("ix_polling_jobs_status_next_check_at", "status", "next_check_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    openai_secret_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="RESTRICT"), index=True)
+    keboola_secret_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="RESTRICT"), index=True)
+    keboola_stack_url: Mapped[str] = mapped_column(String(2048))
+    keboola_component_id: Mapped[str] = mapped_column(String(255))
+    keboola_configuration_id: Mapped[str] = mapped_column(String(255))
+    poll_interval_seconds: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32), default=JobStatus.ACTIVE.value)
+    next_check_at: Mapped[datetime | None]
+    last_check_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None]
+    keboola_job_id: Mapped[str | None] = mapped_column(String(64))
+    keboola_job_status: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="joined")
+    keboola_secret: Mapped[Secret] = relationship(foreign_keys=[keboola_secret_id], lazy="joined")
+    batches: Mapped[list[JobBatch]] = relationship(
+        back_populates="job", order_by="JobBatch.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"PollingJob(id={self.id!r}, name={self.name!r}, status={self.status!r})"
+
+
+class JobBatch(Base):
+    __tablename__ = "job_batches"
+    __table_args__ = (UniqueConstraint("job_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("polling_jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), default=BATCH_PENDING)
+    request_total: Mapped[int] = mapped_column(default=0)
+    request_completed: Mapped[int] = mapped_column(default=0)
+    request_failed: Mapped[int] = mapped_column(default=0)
+    output_file_id: Mapped[str | None] = mapped_column(String(255))
+    error_file_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    job: Mapped[PollingJob] = relationship(back_populates="batches")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in BATCH_TERMINAL_STATUSES
+
+    def __repr__(self) -> str:
+        return f"JobBatch(job_id={self.job_id!r}, batch_id={self.batch_id!r}, status={self.status!r})"
+
+
+class JobEvent(Base):
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("polling_jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    def __repr__(self) -> str:
+        return f"JobEvent(job_id={self.job_id!r}, kind={self.kind!r})"
