@@ -99,7 +99,9 @@ def _json_string_list(key: str, raw: str) -> tuple[str, ...]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(key, f'must be a JSON list of strings such as ["http://localhost:3000"] ({exc.msg})') from None
+        raise ConfigError(
+            key, f'must be a JSON list of strings such as ["http://localhost:3000"] ({exc.msg})'
+        ) from None
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ConfigError(key, 'must be a JSON list of strings such as ["http://localhost:3000"]')
     return tuple(value)

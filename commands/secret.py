@@ -1,0 +1,89 @@
+"""`teckochecker secret …`: encrypted API keys and tokens."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from commands.context import AppContext, pass_app
+from commands.tables import render_table, success, when
+from teckochecker.models import SecretType
+from teckochecker.presenters import secret_view
+from teckochecker.services import secrets as secret_service
+
+
+@click.group("secret")
+def secret_group() -> None:
+    """Manage encrypted OpenAI keys and Keboola tokens."""
+
+
+def _read_value(value: str | None) -> str:
+    if value is not None:
+        return value
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        return click.prompt("Enter secret value", hide_input=True)
+    # Piped input: `echo "$KEY" | teckochecker secret add …` keeps the key out of shell history.
+    return stdin.read()
+
+
+@secret_group.command("add")
+@click.option("--name", required=True, help="A unique name, used by jobs to refer to the secret.")
+@click.option("--type", "secret_type", required=True, type=click.Choice([t.value for t in SecretType]))
+@click.option("--value", help="The key or token. Omit it to be prompted (hidden) or to read standard input.")
+@pass_app
+def add_secret(app: AppContext, name: str, secret_type: str, value: str | None) -> None:
+    """Store a new secret, encrypted with SECRET_KEY."""
+    vault = app.vault()
+    plaintext = _read_value(value)
+    with app.session() as session:
+        secret = secret_service.add_secret(session, vault, name=name, type=secret_type, value=plaintext)
+    success(f"Secret '{secret.name}' added successfully (ID: {secret.id})")
+
+
+@secret_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_app
+def list_secrets(app: AppContext, as_json: bool) -> None:
+    """List stored secrets (names and types; values are never shown)."""
+    with app.session() as session:
+        secrets = secret_service.list_secrets(session)
+    if as_json:
+        click.echo(json.dumps([secret_view(secret) for secret in secrets], indent=2))
+        return
+    if not secrets:
+        click.echo("No secrets stored yet. Add one with: teckochecker secret add --name NAME --type openai")
+        return
+    rows = [[str(s.id), s.name, s.type, when(s.created_at)] for s in secrets]
+    click.echo(render_table("Stored Secrets", rows, headers=["ID", "Name", "Type", "Created At"]))
+
+
+@secret_group.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def delete_secret(app: AppContext, name: str, force: bool) -> None:
+    """Delete a secret that no job uses."""
+    with app.session() as session:
+        secret = secret_service.get_secret_by_name(session, name)
+        if not force:
+            click.confirm(f"Are you sure you want to delete secret '{secret.name}'?", abort=True)
+        secret_service.delete_secret(session, secret)
+    success(f"Secret '{name}' deleted")
+
+
+@secret_group.command("rotate-key")
+@pass_app
+def rotate_key(app: AppContext) -> None:
+    """Re-encrypt every secret with the first key in SECRET_KEY.
+
+    To rotate: put a new key first in SECRET_KEY, keeping the old one after a comma; run this command;
+    then remove the old key.
+    """
+    vault = app.vault()
+    with app.session() as session:
+        count = secret_service.rotate_key(session, vault)
+    success(f"Re-encrypted {count} secret(s) with the first key in SECRET_KEY")
+    if len(app.settings.secret_keys) > 1:
+        click.echo("You can now remove the older keys from SECRET_KEY.")

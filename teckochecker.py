@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Runs the TeckoChecker CLI, as the user guide writes it: `python teckochecker.py …`."""
+
+from cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The job history a user reads: one row per change, never one per uneventful poll."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from teckochecker.models import JobEvent, PollingJob
+
+EVENT_MESSAGE_MAX_LENGTH = 2000
+
+
+def record_event(session: Session, job: PollingJob, kind: str, message: str) -> JobEvent:
+    event = JobEvent(job_id=job.id, kind=kind, message=message[:EVENT_MESSAGE_MAX_LENGTH])
+    session.add(event)
+    return event
+
+
+def list_events(
+    session: Session, job_id: int, *, limit: int | None = None, before_id: int | None = None
+) -> list[JobEvent]:
+    """Newest first."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id.desc())
+    if before_id is not None:
+        query = query.where(JobEvent.id < before_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))

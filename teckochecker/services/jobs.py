@@ -1,0 +1,221 @@
+"""Polling jobs: creation, listing, and the state changes a person asks for (pause, resume, edit, delete)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from teckochecker.config import Settings
+from teckochecker.db import utcnow
+from teckochecker.errors import ConflictError, NotFoundError, ValidationError
+from teckochecker.models import JobBatch, JobStatus, PollingJob, SecretType
+from teckochecker.services.events import record_event
+from teckochecker.services.secrets import resolve_secret
+from teckochecker.services.validation import (
+    validate_batch_ids,
+    validate_keboola_id,
+    validate_name,
+    validate_poll_interval,
+    validate_stack_url,
+)
+
+EDITABLE_STATUSES = frozenset({JobStatus.ACTIVE, JobStatus.PAUSED, JobStatus.FAILED})
+
+
+class StatusConflictError(ConflictError):
+    """The job is in a status that does not allow the requested change."""
+
+    def __init__(self, job: PollingJob, message: str) -> None:
+        self.current_status = job.status
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class JobDraft:
+    """What a user gives to create a job. Secrets may be ids or names."""
+
+    name: str
+    batch_ids: list[str]
+    openai_secret: int | str
+    keboola_secret: int | str
+    keboola_stack_url: str
+    keboola_component_id: str
+    keboola_configuration_id: str
+    poll_interval_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class JobChanges:
+    """An edit of a job; None leaves a field as it is."""
+
+    name: str | None = None
+    poll_interval_seconds: int | None = None
+    keboola_stack_url: str | None = None
+    keboola_component_id: str | None = None
+    keboola_configuration_id: str | None = None
+
+    def is_empty(self) -> bool:
+        return all(value is None for value in vars(self).values())
+
+
+def parse_job_status(field: str, value: str) -> JobStatus:
+    try:
+        return JobStatus(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(member.value for member in JobStatus)
+        raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
+
+
+def create_job(
+    session: Session, settings: Settings, draft: JobDraft, *, now: datetime | None = None
+) -> PollingJob:
+    name = validate_name("name", draft.name, what="a job's name")
+    batch_ids = validate_batch_ids("batch_ids", draft.batch_ids, maximum=settings.max_batches_per_job)
+    interval = validate_poll_interval("poll_interval_seconds", draft.poll_interval_seconds, settings)
+    stack_url = validate_stack_url("keboola_stack_url", draft.keboola_stack_url, settings)
+    component_id = validate_keboola_id(
+        "keboola_component_id", draft.keboola_component_id, what="the component id"
+    )
+    configuration_id = validate_keboola_id(
+        "keboola_configuration_id", draft.keboola_configuration_id, what="the configuration id"
+    )
+    openai_secret = resolve_secret(session, "openai_secret", draft.openai_secret, SecretType.OPENAI)
+    keboola_secret = resolve_secret(session, "keboola_secret", draft.keboola_secret, SecretType.KEBOOLA)
+
+    now = now or utcnow()
+    job = PollingJob(
+        name=name,
+        openai_secret=openai_secret,
+        keboola_secret=keboola_secret,
+        keboola_stack_url=stack_url,
+        keboola_component_id=component_id,
+        keboola_configuration_id=configuration_id,
+        poll_interval_seconds=interval,
+        status=JobStatus.ACTIVE.value,
+        # A new job is checked at once; later checks follow its interval.
+        next_check_at=now,
+        batches=[JobBatch(batch_id=batch_id) for batch_id in batch_ids],
+    )
+    session.add(job)
+    session.flush()
+    record_event(
+        session, job, "created", f"Job created watching {len(batch_ids)} batch(es) every {interval} seconds"
+    )
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> PollingJob:
+    job = session.get(PollingJob, job_id, options=[selectinload(PollingJob.batches)])
+    if job is None:
+        raise NotFoundError(f"Job {job_id} not found")
+    return job
+
+
+def _filtered(query: Select, status: JobStatus | None, search: str | None) -> Select:
+    if status is not None:
+        query = query.where(PollingJob.status == status.value)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(PollingJob.name.ilike(f"%{escaped}%", escape="\\"))
+    return query
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    search: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[PollingJob]:
+    query = _filtered(select(PollingJob), status, search).order_by(PollingJob.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query.options(selectinload(PollingJob.batches))).unique())
+
+
+def count_jobs(session: Session, *, status: JobStatus | None = None, search: str | None = None) -> int:
+    return session.scalar(_filtered(select(func.count(PollingJob.id)), status, search)) or 0
+
+
+def pause_job(session: Session, job: PollingJob) -> PollingJob:
+    if job.status != JobStatus.ACTIVE:
+        raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be paused")
+    job.status = JobStatus.PAUSED.value
+    job.next_check_at = None
+    record_event(session, job, "paused", "Job paused")
+    session.flush()
+    return job
+
+
+def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
+    """Re-activate a paused job, or a job that failed before its Keboola job was started."""
+    if job.status == JobStatus.FAILED and job.keboola_job_id is not None:
+        raise StatusConflictError(
+            job, f"Job '{job.name}' already started Keboola job {job.keboola_job_id}; it cannot be resumed"
+        )
+    if job.status not in (JobStatus.PAUSED, JobStatus.FAILED):
+        raise StatusConflictError(
+            job, f"Job '{job.name}' is {job.status}; only a paused or failed job can be resumed"
+        )
+    previous = job.status
+    job.status = JobStatus.ACTIVE.value
+    job.next_check_at = now or utcnow()
+    job.completed_at = None
+    if previous == JobStatus.FAILED:
+        job.last_error = None
+    record_event(session, job, "resumed", f"Job resumed (was {previous})")
+    session.flush()
+    return job
+
+
+def update_job(
+    session: Session, settings: Settings, job: PollingJob, changes: JobChanges, *, now: datetime | None = None
+) -> PollingJob:
+    if changes.is_empty():
+        raise ValidationError("job", "nothing to change: give at least one field")
+    if job.status not in EDITABLE_STATUSES:
+        raise StatusConflictError(job, f"Job '{job.name}' is {job.status} and can no longer be edited")
+    described: list[str] = []
+    if changes.name is not None:
+        job.name = validate_name("name", changes.name, what="a job's name")
+        described.append(f"name '{job.name}'")
+    if changes.poll_interval_seconds is not None:
+        job.poll_interval_seconds = validate_poll_interval(
+            "poll_interval_seconds", changes.poll_interval_seconds, settings
+        )
+        if job.status == JobStatus.ACTIVE:
+            # The new interval counts from the last check, so shortening it takes effect at once.
+            start = job.last_check_at or now or utcnow()
+            job.next_check_at = start + timedelta(seconds=job.poll_interval_seconds)
+        described.append(f"interval {job.poll_interval_seconds} seconds")
+    if changes.keboola_stack_url is not None:
+        job.keboola_stack_url = validate_stack_url("keboola_stack_url", changes.keboola_stack_url, settings)
+        described.append(f"stack {job.keboola_stack_url}")
+    if changes.keboola_component_id is not None:
+        job.keboola_component_id = validate_keboola_id(
+            "keboola_component_id", changes.keboola_component_id, what="the component id"
+        )
+        described.append(f"component {job.keboola_component_id}")
+    if changes.keboola_configuration_id is not None:
+        job.keboola_configuration_id = validate_keboola_id(
+            "keboola_configuration_id", changes.keboola_configuration_id, what="the configuration id"
+        )
+        described.append(f"configuration {job.keboola_configuration_id}")
+    record_event(session, job, "updated", "Job updated: " + ", ".join(described))
+    session.flush()
+    return job
+
+
+def delete_job(session: Session, job: PollingJob) -> None:
+    """Delete a job with its batches and history. Refused while a Keboola job is being started for it."""
+    if job.status == JobStatus.TRIGGERING:
+        raise StatusConflictError(
+            job, f"Job '{job.name}' is starting its Keboola job right now; delete it once it has finished"
+        )
+    session.delete(job)
+    session.flush()

@@ -1,0 +1,131 @@
+"""Secrets: encrypted API keys and tokens. Plaintext leaves this module only through `reveal_secret`."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from teckochecker.errors import ConflictError, NotFoundError, ValidationError, VaultError
+from teckochecker.models import PollingJob, Secret, SecretType
+from teckochecker.services.validation import validate_name
+from teckochecker.vault import Vault
+
+JOBS_NAMED_IN_A_MESSAGE = 10
+
+
+def parse_secret_type(field: str, value: str | None) -> SecretType:
+    try:
+        return SecretType((value or "").strip().lower())
+    except ValueError:
+        allowed = ", ".join(member.value for member in SecretType)
+        raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
+
+
+def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: str) -> Secret:
+    name = validate_name("name", name, what="a secret's name")
+    secret_type = parse_secret_type("type", type)
+    plaintext = (value or "").strip()
+    if not plaintext:
+        raise ValidationError("value", "the secret value must not be empty")
+    if session.scalar(select(Secret.id).where(Secret.name == name)) is not None:
+        raise ConflictError(f"A secret named '{name}' already exists")
+    secret = Secret(name=name, type=secret_type.value, encrypted_value=vault.encrypt(plaintext))
+    session.add(secret)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Another writer took the name between our check and our insert.
+        raise ConflictError(f"A secret named '{name}' already exists") from None
+    return secret
+
+
+def list_secrets(session: Session) -> list[Secret]:
+    return list(session.scalars(select(Secret).order_by(Secret.id)))
+
+
+def get_secret(session: Session, secret_id: int) -> Secret:
+    secret = session.get(Secret, secret_id)
+    if secret is None:
+        raise NotFoundError(f"Secret {secret_id} not found")
+    return secret
+
+
+def get_secret_by_name(session: Session, name: str) -> Secret:
+    secret = session.scalar(select(Secret).where(Secret.name == name.strip()))
+    if secret is None:
+        raise NotFoundError(f"Secret '{name}' not found. `teckochecker secret list` shows the stored secrets")
+    return secret
+
+
+def resolve_secret(session: Session, field: str, reference: int | str, expected: SecretType) -> Secret:
+    """A secret given by id or by name, checked to be of the expected type."""
+    if isinstance(reference, int) and not isinstance(reference, bool):
+        secret = session.get(Secret, reference)
+        label = f"secret {reference}"
+    else:
+        secret = session.scalar(select(Secret).where(Secret.name == str(reference).strip()))
+        label = f"secret '{reference}'"
+    if secret is None:
+        raise ValidationError(field, f"{label} does not exist")
+    if secret.type != expected.value:
+        raise ValidationError(
+            field, f"{label} is a {secret.type} secret, but a {expected.value} secret is needed"
+        )
+    return secret
+
+
+def jobs_using(session: Session, secret: Secret) -> list[PollingJob]:
+    query = (
+        select(PollingJob)
+        .where(or_(PollingJob.openai_secret_id == secret.id, PollingJob.keboola_secret_id == secret.id))
+        .order_by(PollingJob.id)
+    )
+    return list(session.scalars(query))
+
+
+def delete_secret(session: Session, secret: Secret) -> None:
+    """Delete a secret no job uses. Jobs keep their history, so a secret in use is refused, never cascaded."""
+    users = jobs_using(session, secret)
+    if users:
+        named = ", ".join(f"{job.id} '{job.name}'" for job in users[:JOBS_NAMED_IN_A_MESSAGE])
+        more = (
+            f" and {len(users) - JOBS_NAMED_IN_A_MESSAGE} more"
+            if len(users) > JOBS_NAMED_IN_A_MESSAGE
+            else ""
+        )
+        raise ConflictError(
+            f"Secret '{secret.name}' is used by {len(users)} job(s): {named}{more}. Delete those jobs first"
+        )
+    session.delete(secret)
+    session.flush()
+
+
+def reveal_secret(session: Session, vault: Vault, secret_id: int) -> str:
+    """The plaintext of one secret, for the moment a worker calls the service it belongs to."""
+    secret = get_secret(session, secret_id)
+    return vault.decrypt(secret.encrypted_value, secret_name=secret.name)
+
+
+def rotate_key(session: Session, vault: Vault) -> int:
+    """Re-encrypt every secret with SECRET_KEY's first key; all or nothing. Returns how many were rewritten."""
+    secrets = list_secrets(session)
+    reencrypted = [
+        (secret, vault.reencrypt(secret.encrypted_value, secret_name=secret.name)) for secret in secrets
+    ]
+    for secret, token in reencrypted:
+        secret.encrypted_value = token
+    session.flush()
+    return len(reencrypted)
+
+
+def undecryptable_secrets(session: Session, vault: Vault) -> list[str]:
+    """Names of stored secrets that no key in SECRET_KEY can decrypt."""
+    failing = []
+    for secret in list_secrets(session):
+        try:
+            vault.decrypt(secret.encrypted_value, secret_name=secret.name)
+        except VaultError:
+            failing.append(secret.name)
+    return failing
