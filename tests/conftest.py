@@ -1,0 +1,138 @@
+"""Shared fixtures: every database test runs on SQLite and on the real PostgreSQL at 127.0.0.1:5432.
+
+PostgreSQL gets a throw-away database per test run (dropped at the end); each test starts from empty
+tables. A PostgreSQL that cannot be reached is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine, delete
+from sqlalchemy.orm import Session
+
+from cli import main
+from commands.context import AppContext
+from teckochecker.config import Settings
+from teckochecker.db import make_engine, make_session_factory
+from teckochecker.models import Base
+from teckochecker.schema import upgrade_to_head
+from teckochecker.vault import generate_key
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("TECKOCHECKER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASES = ("sqlite", "postgresql")
+
+
+def _admin_connection() -> psycopg.Connection:
+    try:
+        return psycopg.connect(POSTGRES_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (per xdist worker)."""
+    name = f"teckochecker_test_{uuid.uuid4().hex[:12]}"
+    with _admin_connection() as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    yield f"{base}/{name}"
+    with _admin_connection() as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def make_database(tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str):
+    """Factory: a migrated database URL of the given kind, migrated once per run."""
+    migrated: dict[str, str] = {}
+
+    def make(kind: str) -> str:
+        if kind not in migrated:
+            if kind == "sqlite":
+                url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'teckochecker.db'}"
+            else:
+                url = postgres_server_url
+            upgrade_to_head(url)
+            migrated[kind] = url
+        return migrated[kind]
+
+    yield make
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+
+
+_engines: dict[str, Engine] = {}
+
+
+def _engine_for(url: str) -> Engine:
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, make_database) -> str:
+    url = make_database(request.param)
+    _empty_tables(_engine_for(url))
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    return _engine_for(database_url)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, secret_key=generate_key())
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    session = make_session_factory(engine)()
+    try:
+        yield session
+        session.commit()
+    finally:
+        session.rollback()
+        session.close()
+
+
+@pytest.fixture
+def vault(settings: Settings):
+    from teckochecker.vault import Vault
+
+    return Vault(settings.secret_key)
+
+
+class CliHarness:
+    """Runs the real CLI in-process with the test's settings, as a user would type it."""
+
+    def __init__(self, settings: Settings, env_file: Path) -> None:
+        self.settings = settings
+        self.env_file = env_file
+
+    def __call__(self, *args: str, input: str | None = None) -> Result:
+        runner = CliRunner()
+        app = AppContext(settings=self.settings, env_file=self.env_file)
+        return runner.invoke(main, list(args), obj=app, input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(settings: Settings, tmp_path: Path) -> CliHarness:
+    return CliHarness(settings, tmp_path / ".env")
