@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -21,7 +22,7 @@ def secret_group() -> None:
 def _read_value(value: str | None) -> str:
     if value is not None:
         return value
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         return click.prompt("Enter secret value", hide_input=True)
     # Piped input: `echo "$KEY" | teckochecker secret add …` keeps the key out of shell history.

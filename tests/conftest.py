@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
 
 from cli import main
@@ -37,16 +38,31 @@ def _admin_connection() -> psycopg.Connection:
         pytest.fail(f"PostgreSQL is required for the test suite and is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run (per xdist worker)."""
+@contextmanager
+def _throwaway_postgres_database() -> Iterator[str]:
     name = f"teckochecker_test_{uuid.uuid4().hex[:12]}"
     with _admin_connection() as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
-    yield f"{base}/{name}"
-    with _admin_connection() as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with _admin_connection() as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run (per xdist worker), shared by the database tests."""
+    with _throwaway_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of the test's own, with no schema at all."""
+    with _throwaway_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +96,12 @@ def _engine_for(url: str) -> Engine:
 
 
 def _empty_tables(engine: Engine) -> None:
+    """Every test starts with empty tables and ids counting from 1, as on a new installation."""
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(delete(table))
 
