@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from teckochecker.config import load_settings
-from teckochecker.db import make_engine
+from teckochecker.db import UTCDateTime, make_engine
 from teckochecker.models import Base
 
 config = context.config
@@ -17,6 +17,13 @@ def _database_url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().database_url
 
 
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    # Revisions stay free of application imports: our UTC wrapper is stored as a plain timezone-aware DateTime.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -24,6 +31,7 @@ def _configure(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -102,6 +102,13 @@ class PollingJob(Base):
     keboola_job_id: Mapped[str | None] = mapped_column(String(64))
     keboola_job_status: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The engine's lease: the holder of `lease_token` may work on the job until `lease_until`. A dead
+    # worker's lease simply expires, and the dispatcher hands the job out again.
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None]
+    # Set, and committed, just before the Keboola job is requested: after a crash it says "look for the
+    # job you may have started before starting another one".
+    trigger_attempted_at: Mapped[datetime | None]
 
     openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="joined")
     keboola_secret: Mapped[Secret] = relationship(foreign_keys=[keboola_secret_id], lazy="joined")
