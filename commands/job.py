@@ -191,6 +191,16 @@ def resume_job(app: AppContext, job_id: int) -> None:
     success(f"Job '{job.name}' has been resumed")
 
 
+@job_group.command("retry")
+@click.argument("job_id", type=int)
+@pass_app
+def retry_job(app: AppContext, job_id: int) -> None:
+    """Re-arm the Keboola trigger of a failed job whose batches have all finished."""
+    with app.session() as session:
+        job = job_service.retry_job(session, job_service.get_job(session, job_id))
+    success(f"Job '{job.name}' will start its Keboola job again")
+
+
 @job_group.command("update")
 @click.argument("job_id", type=int)
 @click.option("--name", help="New job name.")

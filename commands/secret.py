@@ -43,6 +43,19 @@ def add_secret(app: AppContext, name: str, secret_type: str, value: str | None) 
     success(f"Secret '{secret.name}' added successfully (ID: {secret.id})")
 
 
+@secret_group.command("update")
+@click.argument("name")
+@click.option("--value", help="The new key or token. Omit it to be prompted (hidden) or to read standard input.")
+@pass_app
+def update_secret(app: AppContext, name: str, value: str | None) -> None:
+    """Replace a secret's value; jobs using it pick the new value up at their next call."""
+    vault = app.vault()
+    with app.session() as session:
+        secret = secret_service.get_secret_by_name(session, name)
+        secret_service.replace_secret_value(session, vault, secret, _read_value(value))
+    success(f"Secret '{name}' updated")
+
+
 @secret_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app

@@ -165,6 +165,8 @@ def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None
     previous = job.status
     job.status = JobStatus.ACTIVE.value
     job.next_check_at = now or utcnow()
+    job.lease_token = None
+    job.lease_until = None
     job.completed_at = None
     if previous == JobStatus.FAILED:
         job.last_error = None
@@ -219,3 +221,28 @@ def delete_job(session: Session, job: PollingJob) -> None:
         )
     session.delete(job)
     session.flush()
+
+
+def retry_job(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
+    """Re-arm the Keboola trigger of a failed job whose batches have all finished."""
+    if job.status != JobStatus.FAILED:
+        raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only a failed job can be retried")
+    if not all(batch.is_terminal for batch in job.batches):
+        raise StatusConflictError(
+            job, f"Job '{job.name}' still has unfinished batches; use `teckochecker job resume {job.id}` instead"
+        )
+    if job.keboola_job_id is not None:
+        # That Keboola job ran and failed: the retry asks for a new one.
+        job.keboola_job_id = None
+        job.keboola_job_status = None
+        job.trigger_attempted_at = None
+    # Otherwise trigger_attempted_at stays, so the retry looks for a job an earlier attempt may have started.
+    job.status = JobStatus.TRIGGERING.value
+    job.next_check_at = now or utcnow()
+    job.lease_token = None
+    job.lease_until = None
+    job.completed_at = None
+    job.last_error = None
+    record_event(session, job, "retried", "Keboola trigger re-armed")
+    session.flush()
+    return job

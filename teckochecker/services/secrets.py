@@ -41,6 +41,16 @@ def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: s
     return secret
 
 
+def replace_secret_value(session: Session, vault: Vault, secret: Secret, value: str) -> Secret:
+    """Store a new value for an existing secret (a rotated OpenAI key, a new Keboola token)."""
+    plaintext = (value or "").strip()
+    if not plaintext:
+        raise ValidationError("value", "the secret value must not be empty")
+    secret.encrypted_value = vault.encrypt(plaintext)
+    session.flush()
+    return secret
+
+
 def list_secrets(session: Session) -> list[Secret]:
     return list(session.scalars(select(Secret).order_by(Secret.id)))
 

@@ -1,0 +1,56 @@
+"""Celery's settings, filled from teckochecker.config (the only place that reads the environment).
+
+Each choice is explained where it is made. `celery -A worker worker|beat` and `teckochecker worker|beat`
+read this module.
+"""
+
+from kombu import Queue
+
+from teckochecker.config import load_settings
+from worker.broker import broker_options
+
+_settings = load_settings()
+
+broker_url, broker_transport_options = broker_options(_settings)
+# Workers started before Redis is up keep trying instead of exiting (compose and Kubernetes start them together).
+broker_connection_retry_on_startup = True
+
+# Arguments are ids and lease tokens: JSON is enough, and pickle would let a broker writer run code.
+task_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+
+# PostgreSQL holds the truth; results would only fill Redis.
+task_ignore_result = True
+result_backend = None
+
+# A task is acknowledged after it ran, and given back when its worker dies, so a crash never drops a
+# check silently; the lease in the database makes a second run harmless.
+task_acks_late = True
+task_reject_on_worker_lost = True
+
+# Checks are short I/O waits: a thread pool keeps many in flight per process (see docs/BENCHMARKS.md).
+# Thread pools do not enforce time limits, so the HTTP clients carry their own timeouts; the limits below
+# bound prefork workers and stay far below the visibility timeout.
+worker_pool = "threads"
+worker_concurrency = 32
+task_soft_time_limit = 240
+task_time_limit = 300
+# One message reserved per thread: a reserved message waits in a worker rather than in Redis, where an
+# idle worker could have taken it.
+worker_prefetch_multiplier = 1
+
+# Two queues, so a Keboola trigger never waits behind thousands of queued checks.
+CHECK_QUEUE = "teckochecker.checks"
+TRIGGER_QUEUE = "teckochecker.triggers"
+task_default_queue = CHECK_QUEUE
+task_queues = (Queue(CHECK_QUEUE), Queue(TRIGGER_QUEUE))
+task_routes = {"teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE}}
+
+# Beat runs the database dispatcher instead of one schedule entry per job (see worker/scheduler.py).
+beat_scheduler = "worker.scheduler:DispatchScheduler"
+beat_max_loop_interval = 1
+
+# Flower shows tasks from these events; arguments in them are ids only.
+worker_send_task_events = True
+task_send_sent_event = True

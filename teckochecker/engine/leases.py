@@ -1,0 +1,55 @@
+"""Leases: who may work on a job, until when.
+
+The dispatcher hands a job out with a fresh token and a lease long enough to cover the wait in the
+broker queue. The worker that receives the message renews the lease while it works and releases it when
+done. Every write a worker makes is guarded by its token, so a stale or duplicated message (redelivery
+after a crash, a lease that expired under a slow worker) changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from teckochecker.models import PollingJob
+
+# How long a worker may go without renewing its lease. It covers one HTTP call (connect + read timeout,
+# see HTTP_TIMEOUTS) with room to spare; a dead worker's job is handed out again this long after.
+RUN_LEASE = timedelta(seconds=30)
+HTTP_TIMEOUTS = (5.0, 20.0)
+
+
+def new_token() -> str:
+    return str(uuid.uuid4())
+
+
+def renew(
+    session: Session, job_id: int, token: str, *, now: datetime, status: str, extra: timedelta = RUN_LEASE
+) -> bool:
+    """Extend our lease if we still hold it and the job is still in `status`. Takes the row's write lock."""
+    result = session.execute(
+        update(PollingJob)
+        .where(PollingJob.id == job_id, PollingJob.lease_token == token, PollingJob.status == status)
+        .values(lease_until=now + extra)
+        .returning(PollingJob.id)
+    )
+    return result.first() is not None
+
+
+def hold(session: Session, job_id: int, token: str) -> bool:
+    """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
+    result = session.execute(
+        update(PollingJob)
+        .where(PollingJob.id == job_id, PollingJob.lease_token == token)
+        .values(lease_token=token)
+        .returning(PollingJob.id)
+    )
+    return result.first() is not None
+
+
+def release(job: PollingJob) -> None:
+    job.lease_token = None
+    job.lease_until = None

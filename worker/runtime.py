@@ -1,0 +1,64 @@
+"""What a worker or beat process needs, created once per process on first use."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from teckochecker.clients.keboola_queue import KeboolaQueueClient
+from teckochecker.clients.openai_batches import OpenAIBatchClient
+from teckochecker.config import Settings, load_settings
+from teckochecker.db import make_engine, make_session_factory
+from teckochecker.engine.leases import HTTP_TIMEOUTS
+from teckochecker.vault import Vault
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    vault: Vault
+
+    def openai_client(self, api_key: str) -> OpenAIBatchClient:
+        connect, read = HTTP_TIMEOUTS
+        return OpenAIBatchClient(api_key, self.settings.openai_base_url, connect_timeout=connect, read_timeout=read)
+
+    def keboola_client(self, token: str, stack_url: str) -> KeboolaQueueClient:
+        connect, read = HTTP_TIMEOUTS
+        return KeboolaQueueClient(token, stack_url, connect_timeout=connect, read_timeout=read)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+# Enough connections for every thread of a worker (see worker_concurrency) without queueing for one.
+POOL_SIZE = 10
+POOL_OVERFLOW = 40
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            settings = load_settings()
+            options = {}
+            if not settings.database_url.startswith("sqlite"):
+                options = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+            engine = make_engine(settings.database_url, **options)
+            _runtime = Runtime(settings, engine, make_session_factory(engine), Vault(settings.secret_key))
+        return _runtime
+
+
+def _forget_after_fork() -> None:
+    # A forked child must not share its parent's database connections.
+    global _runtime
+    _runtime = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,84 @@
+"""Beat's scheduler: every second, claim due jobs in the database and send one task per claimed job.
+
+Stock beat keeps one schedule entry per job and compares them all on every tick; this scheduler keeps
+none. The database says which jobs are due, and a claim there (see teckochecker.engine.scheduling) makes
+two beats, a restarted beat, or a lost message harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.beat import Scheduler
+
+from teckochecker.db import session_scope, utcnow
+from teckochecker.engine.scheduling import CHECK, DISPATCH_BATCH_LIMIT, Dispatch, claim_due_jobs
+from worker.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+DISPATCH_EVERY_SECONDS = 1.0
+SUMMARY_EVERY_SECONDS = 60.0
+
+
+class DispatchScheduler(Scheduler):
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        self._next_dispatch = 0.0
+        self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
+        self._sent = 0
+        self._worst_lag = 0.0
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        wait = super().tick(*args, **kwargs)
+        if time.monotonic() >= self._next_dispatch:
+            claimed = self.dispatch()
+            # A full batch means more jobs are due: go again at once instead of waiting a second.
+            self._next_dispatch = time.monotonic() + (
+                0.0 if claimed >= DISPATCH_BATCH_LIMIT else DISPATCH_EVERY_SECONDS
+            )
+        self._log_summary()
+        return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
+
+    def dispatch(self) -> int:
+        from worker.tasks import check_job, send_trigger
+
+        runtime = get_runtime()
+        now = utcnow()
+        try:
+            with session_scope(runtime.sessions) as session:
+                dispatches = claim_due_jobs(session, now=now)
+        except Exception:
+            logger.exception("could not claim due jobs; trying again at the next tick")
+            return 0
+        if not dispatches:
+            return 0
+        with self.app.producer_or_acquire() as producer:
+            for dispatch in dispatches:
+                self._send(dispatch, producer, check_job, send_trigger)
+                self._worst_lag = max(self._worst_lag, (now - dispatch.planned_at).total_seconds())
+        return len(dispatches)
+
+    def _send(self, dispatch: Dispatch, producer: Any, check_job: Any, send_trigger: Any) -> None:
+        try:
+            if dispatch.action == CHECK:
+                check_job.apply_async(
+                    (dispatch.job_id, dispatch.lease_token), expires=dispatch.expires_in, producer=producer
+                )
+            else:
+                send_trigger(dispatch.job_id, dispatch.lease_token, producer=producer)
+            self._sent += 1
+        except Exception:
+            # The claim stands; its lease expires and the job is handed out again.
+            logger.exception("could not send %s for job %s", dispatch.action, dispatch.job_id)
+
+    def _log_summary(self) -> None:
+        if time.monotonic() < self._next_summary:
+            return
+        if self._sent:
+            logger.info(
+                "dispatched %s task(s) in the last minute; worst scheduling lag %.2fs", self._sent, self._worst_lag
+            )
+        self._sent, self._worst_lag = 0, 0.0
+        self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS

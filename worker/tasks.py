@@ -1,0 +1,87 @@
+"""The two tasks. Thin: the rules live in teckochecker.engine; these add Celery's retries and sending."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from celery import Task
+from sqlalchemy.orm import Session, sessionmaker
+
+from teckochecker.clients.errors import TransientError
+from teckochecker.db import utcnow
+from teckochecker.engine import checking, triggering
+from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, retry_wait
+from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
+from worker.celery_app import app
+from worker.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+Extend = Callable[[sessionmaker[Session], int, str, timedelta], bool]
+GiveUp = Callable[[sessionmaker[Session], int, str, str], None]
+Defer = Callable[[sessionmaker[Session], int, str, datetime, str], None]
+
+
+def _handle_transient(
+    task: Task, error: TransientError, job_id: int, token: str, *, extend: Extend, give_up: GiveUp, defer: Defer
+) -> None:
+    """Retry through Celery with backoff, defer a long wait to the database, or record that retries ran out."""
+    runtime = get_runtime()
+    attempt = task.request.retries
+    if attempt >= runtime.settings.max_retries:
+        logger.warning("job %s: giving up after %s retries: %s", job_id, attempt, error)
+        give_up(runtime.sessions, job_id, token, f"{error} (gave up after {attempt} retries)")
+        return
+    wait = retry_wait(attempt, runtime.settings.retry_delay, error.retry_after)
+    if wait > MAX_BROKER_WAIT_SECONDS:
+        logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
+        defer(runtime.sessions, job_id, token, utcnow() + timedelta(seconds=wait), str(error))
+        return
+    if extend(runtime.sessions, job_id, token, timedelta(seconds=wait)):
+        logger.info("job %s: %s; retry %s in %.1fs", job_id, error, attempt + 1, wait)
+        raise task.retry(countdown=wait, exc=error)
+
+
+@app.task(bind=True, name="teckochecker.check_job", max_retries=None)
+def check_job(self: Task, job_id: int, lease_token: str) -> None:
+    """Ask OpenAI about the job's unfinished batches; hand the job to the trigger when all have finished."""
+    runtime = get_runtime()
+    try:
+        outcome = checking.run_check(runtime.sessions, runtime.vault, runtime.openai_client, job_id, lease_token)
+    except TransientError as error:
+        _handle_transient(
+            self,
+            error,
+            job_id,
+            lease_token,
+            extend=checking.extend_lease_for_retry,
+            give_up=checking.give_up_check,
+            defer=checking.defer_check,
+        )
+        return
+    if outcome.trigger_token is not None:
+        send_trigger(job_id, outcome.trigger_token)
+
+
+@app.task(bind=True, name="teckochecker.trigger_keboola", max_retries=None)
+def trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
+    """Start the job's Keboola job exactly once, then follow it until it finishes."""
+    runtime = get_runtime()
+    try:
+        triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
+    except TransientError as error:
+        _handle_transient(
+            self,
+            error,
+            job_id,
+            lease_token,
+            extend=triggering.extend_lease_for_retry,
+            give_up=triggering.give_up_trigger,
+            defer=triggering.defer_trigger,
+        )
+
+
+def send_trigger(job_id: int, lease_token: str, **options) -> None:
+    trigger_keboola.apply_async((job_id, lease_token), expires=TRIGGER_DISPATCH_LEASE.total_seconds(), **options)
