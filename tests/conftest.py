@@ -24,6 +24,7 @@ from teckochecker.config import Settings
 from teckochecker.db import make_engine, make_session_factory
 from teckochecker.models import Base
 from teckochecker.schema import upgrade_to_head
+from teckochecker.simulator import RunningSimulator, start_simulator
 from teckochecker.vault import generate_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +140,20 @@ def vault(settings: Settings):
     from teckochecker.vault import Vault
 
     return Vault(settings.secret_key)
+
+
+@pytest.fixture(scope="session")
+def running_simulator() -> Iterator[RunningSimulator]:
+    """The OpenAI + Keboola simulator on a free loopback port, for the whole run."""
+    with start_simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def simulator(running_simulator: RunningSimulator) -> RunningSimulator:
+    """The simulator, reset: no keys, tokens, batches, jobs or faults."""
+    running_simulator.control.reset()
+    return running_simulator
 
 
 class CliHarness:

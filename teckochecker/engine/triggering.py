@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.clients.errors import PermanentError, TransientError
+from teckochecker.clients.errors import PermanentError, ServiceError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
@@ -133,9 +133,9 @@ def _start(
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=now))
     try:
         keboola_job_id = client.start_job(plan.component_id, plan.configuration_id, plan.variables)
-    except TransientError as error:
-        if error.status == 429:
-            # Refused outright, so certainly not started: no need to search before the next attempt.
+    except ServiceError as error:
+        if error.status is not None and 400 <= error.status < 500:
+            # A 4xx answer (a refusal, 429 included) proves no job was started: nothing to look for later.
             with session_scope(sessions) as session:
                 session.execute(
                     update(PollingJob)

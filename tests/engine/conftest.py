@@ -1,0 +1,60 @@
+"""Engine tests: the domain rules against the simulator over real sockets, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from teckochecker.clients.keboola_queue import KeboolaQueueClient
+from teckochecker.clients.openai_batches import OpenAIBatchClient
+from teckochecker.db import make_session_factory
+from teckochecker.services.jobs import JobDraft, create_job
+from teckochecker.services.secrets import add_secret
+
+OPENAI_KEY = "sk-engine-test-0d9c8b7a6f5e4d3c2b1a"
+KEBOOLA_TOKEN = "555-engine-test-kbc-token-zyxwvu"
+
+
+@dataclass
+class EngineWorld:
+    """A database with two secrets, a simulator that accepts them, and client factories pointing at it."""
+
+    sessions: sessionmaker[Session]
+    settings: object
+    vault: object
+    simulator: object
+
+    def openai_client(self, key: str) -> OpenAIBatchClient:
+        return OpenAIBatchClient(key, self.simulator.openai_base_url, connect_timeout=2, read_timeout=2)
+
+    def keboola_client(self, token: str, stack_url: str) -> KeboolaQueueClient:
+        return KeboolaQueueClient(token, stack_url, connect_timeout=2, read_timeout=2)
+
+    def create_job(self, batch_ids: list[str], **overrides) -> int:
+        values = {
+            "name": "engine job",
+            "batch_ids": batch_ids,
+            "openai_secret": "openai",
+            "keboola_secret": "keboola",
+            "keboola_stack_url": self.simulator.stack_url,
+            "keboola_component_id": "kds-team.app-custom-python",
+            "keboola_configuration_id": "42",
+            "poll_interval_seconds": 30,
+            **overrides,
+        }
+        with self.sessions() as session, session.begin():
+            return create_job(session, self.settings, JobDraft(**values)).id
+
+
+@pytest.fixture
+def world(engine, settings, vault, simulator) -> EngineWorld:
+    settings = settings.with_overrides(allow_insecure_endpoints=True)
+    sessions = make_session_factory(engine)
+    with sessions() as session, session.begin():
+        add_secret(session, vault, name="openai", type="openai", value=OPENAI_KEY)
+        add_secret(session, vault, name="keboola", type="keboola", value=KEBOOLA_TOKEN)
+    simulator.control.add_api_key(OPENAI_KEY)
+    simulator.control.add_token(KEBOOLA_TOKEN)
+    return EngineWorld(sessions, settings, vault, simulator)

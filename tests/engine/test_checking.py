@@ -1,0 +1,153 @@
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from teckochecker.clients.errors import TransientError
+from teckochecker.db import session_scope, utcnow
+from teckochecker.engine.checking import give_up_check, run_check
+from teckochecker.engine.scheduling import claim_due_jobs
+from teckochecker.models import JobEvent, JobStatus
+from teckochecker.services.jobs import get_job, pause_job
+
+
+def _claim(world, job_id: int) -> str:
+    with session_scope(world.sessions) as session:
+        return next(c.lease_token for c in claim_due_jobs(session, now=utcnow()) if c.job_id == job_id)
+
+
+def _check(world, job_id: int):
+    return run_check(world.sessions, world.vault, world.openai_client, job_id, _claim(world, job_id))
+
+
+def _job(world, job_id: int):
+    with session_scope(world.sessions) as session:
+        job = get_job(session, job_id)
+        events = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all()
+        return job, list(events)
+
+
+def _due_again(world, job_id: int) -> None:
+    from sqlalchemy import update
+
+    from teckochecker.models import PollingJob
+
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=utcnow()))
+
+
+def test_a_check_stores_counts_and_writes_events_only_on_change(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_slow", script=[{"status": "in_progress", "at": 0}], request_total=500)
+    job_id = world.create_job(["batch_slow"])
+
+    assert _check(world, job_id).ran
+    job, events = _job(world, job_id)
+    batch = job.batches[0]
+    assert (batch.status, batch.request_total) == ("in_progress", 500)
+    assert events == ["created", "batch_status"]
+    assert job.last_check_at is not None and job.lease_token is None
+
+    _due_again(world, job_id)
+    _check(world, job_id)
+    assert _job(world, job_id)[1] == ["created", "batch_status"], "a poll that changes nothing writes no event"
+
+
+def test_all_batches_finished_moves_the_job_to_triggering(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_ok", final_status="completed", duration=0)
+    control.create_batch(batch_id="batch_bad", final_status="expired", duration=0)
+    job_id = world.create_job(["batch_ok", "batch_bad"])
+    outcome = _check(world, job_id)
+    job, events = _job(world, job_id)
+    assert outcome.trigger_token is not None and job.lease_token == outcome.trigger_token
+    assert job.status == JobStatus.TRIGGERING
+    assert {b.batch_id: b.status for b in job.batches} == {"batch_ok": "completed", "batch_bad": "expired"}
+    assert all(b.finished_at is not None for b in job.batches)
+    assert events[-1] == "triggering"
+
+
+def test_only_unfinished_batches_are_asked_about(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_done", final_status="completed", duration=0)
+    control.create_batch(batch_id="batch_busy", final_status="completed", duration=3600)
+    job_id = world.create_job(["batch_done", "batch_busy"])
+    _check(world, job_id)
+    before = control.counters()["requests"]
+    _due_again(world, job_id)
+    _check(world, job_id)
+    after = control.counters()["requests"]
+    asked = {path: count - before.get(path, 0) for path, count in after.items() if count != before.get(path, 0)}
+    assert asked == {"GET /v1/batches/{batch_id}": 1}
+
+
+def test_a_rejected_key_fails_the_job_naming_the_secret(world) -> None:
+    world.simulator.control.reset()  # forgets the key: OpenAI answers 401 invalid_api_key
+    job_id = world.create_job(["batch_x"])
+    _check(world, job_id)
+    job, events = _job(world, job_id)
+    assert job.status == JobStatus.FAILED
+    assert "secret 'openai'" in job.last_error and "teckochecker job resume" in job.last_error
+    assert "invalid_api_key" in job.last_error
+    assert "sk-engine" not in job.last_error
+    assert events[-1] == "failed"
+
+
+def test_an_unknown_batch_is_not_found_and_counts_as_finished(world) -> None:
+    world.simulator.control.create_batch(batch_id="batch_real", final_status="completed", duration=0)
+    job_id = world.create_job(["batch_real", "batch_ghost"])
+    outcome = _check(world, job_id)
+    job, _ = _job(world, job_id)
+    assert {b.batch_id: b.status for b in job.batches} == {"batch_real": "completed", "batch_ghost": "not_found"}
+    assert outcome.trigger_token is not None
+
+
+def test_a_transient_failure_keeps_what_was_learned_and_the_lease(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_a", final_status="completed", duration=0)
+    control.create_batch(batch_id="batch_b", final_status="completed", duration=0)
+    control.add_fault("/v1/batches/batch_b", status=503, count=1)
+    job_id = world.create_job(["batch_a", "batch_b"])
+    token = _claim(world, job_id)
+    with pytest.raises(TransientError) as caught:
+        run_check(world.sessions, world.vault, world.openai_client, job_id, token)
+    assert caught.value.status == 503
+    job, _ = _job(world, job_id)
+    assert {b.batch_id: b.status for b in job.batches} == {"batch_a": "completed", "batch_b": "pending"}
+    assert job.lease_token == token and job.status == JobStatus.ACTIVE
+
+    give_up_check(world.sessions, job_id, token, "OpenAI answered HTTP 503 (gave up after 3 retries)")
+    job, events = _job(world, job_id)
+    assert job.status == JobStatus.ACTIVE and job.lease_token is None
+    assert "503" in job.last_error and events[-1] == "check_failed"
+
+
+def test_a_stale_lease_token_changes_nothing(world) -> None:
+    world.simulator.control.create_batch(batch_id="batch_a", final_status="completed", duration=0)
+    job_id = world.create_job(["batch_a"])
+    _claim(world, job_id)
+    assert not run_check(world.sessions, world.vault, world.openai_client, job_id, "not-the-token").ran
+    job, events = _job(world, job_id)
+    assert job.batches[0].status == "pending" and events == ["created"]
+
+
+def test_pausing_during_a_check_means_no_trigger(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_a", final_status="completed", duration=0)
+    control.add_fault("/v1/batches/batch_a", delay=1.0, count=1)
+    job_id = world.create_job(["batch_a"])
+    token = _claim(world, job_id)
+    result = {}
+    check = threading.Thread(
+        target=lambda: result.update(outcome=run_check(world.sessions, world.vault, world.openai_client, job_id, token))
+    )
+    check.start()
+    time.sleep(0.3)
+    with session_scope(world.sessions) as session:
+        pause_job(session, get_job(session, job_id))
+    check.join()
+    job, events = _job(world, job_id)
+    assert result["outcome"].trigger_token is None
+    assert job.status == JobStatus.PAUSED and job.batches[0].status == "completed"
+    assert "triggering" not in events

@@ -1,0 +1,83 @@
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import update
+
+from teckochecker.db import session_scope, utcnow
+from teckochecker.engine.scheduling import CHECK, TRIGGER, claim_due_jobs, plan_next_check
+from teckochecker.models import JobStatus, PollingJob
+from teckochecker.services.jobs import get_job, pause_job
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_next_check_stays_on_the_grid_and_skips_missed_slots() -> None:
+    assert plan_next_check(T0, 60, T0) == T0 + timedelta(seconds=60)
+    # Dispatched 3 s late: the next slot is still planned from the previous plan, not from now.
+    assert plan_next_check(T0, 60, T0 + timedelta(seconds=3)) == T0 + timedelta(seconds=60)
+    # Beat was down for 5 minutes: the missed slots are skipped, not replayed.
+    assert plan_next_check(T0, 60, T0 + timedelta(seconds=301)) == T0 + timedelta(seconds=360)
+    assert plan_next_check(T0 + timedelta(seconds=5), 60, T0) == T0 + timedelta(seconds=5)
+
+
+def _set(world, job_id: int, **values) -> None:
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(**values))
+
+
+def test_claims_only_due_unleased_active_or_triggering_jobs(world) -> None:
+    due, later, paused, leased, triggering = (world.create_job([f"batch_{i}"]) for i in range(5))
+    now = utcnow()
+    _set(world, later, next_check_at=now + timedelta(seconds=30))
+    with session_scope(world.sessions) as session:
+        pause_job(session, get_job(session, paused))
+    _set(world, leased, lease_token="someone", lease_until=now + timedelta(seconds=30))
+    _set(world, triggering, status=JobStatus.TRIGGERING.value)
+
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=now + timedelta(seconds=1))
+    assert {(c.job_id, c.action) for c in claims} == {(due, CHECK), (triggering, TRIGGER)}
+
+    with session_scope(world.sessions) as session:
+        job = get_job(session, due)
+        assert job.lease_token == next(c.lease_token for c in claims if c.job_id == due)
+        assert job.next_check_at > now
+        # Claimed jobs are not handed out again while their lease holds.
+        assert claim_due_jobs(session, now=now + timedelta(seconds=2)) == []
+
+
+def test_an_expired_lease_is_handed_out_again_with_a_new_token(world) -> None:
+    job_id = world.create_job(["batch_a"], poll_interval_seconds=30)
+    now = utcnow()
+    with session_scope(world.sessions) as session:
+        [first] = claim_due_jobs(session, now=now)
+    _set(world, job_id, next_check_at=now)
+    with session_scope(world.sessions) as session:
+        assert claim_due_jobs(session, now=now + timedelta(seconds=29)) == []
+        [second] = claim_due_jobs(session, now=now + timedelta(seconds=31))
+    assert second.lease_token != first.lease_token
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_dispatchers_at_once_never_claim_the_same_job(world) -> None:
+    for index in range(200):
+        world.create_job([f"batch_{index}"])
+    now = utcnow()
+    claimed: list[list[int]] = [[], []]
+    barrier = threading.Barrier(2)
+
+    def dispatcher(slot: int) -> None:
+        barrier.wait()
+        for _ in range(10):
+            with session_scope(world.sessions) as session:
+                claimed[slot] += [c.job_id for c in claim_due_jobs(session, now=now, limit=25)]
+
+    threads = [threading.Thread(target=dispatcher, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    everything = claimed[0] + claimed[1]
+    assert len(everything) == len(set(everything)) == 200
+    assert claimed[0] and claimed[1]

@@ -1,0 +1,153 @@
+import json
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from teckochecker.clients.keboola_queue import batch_variables
+from teckochecker.db import session_scope, utcnow
+from teckochecker.engine.checking import run_check
+from teckochecker.engine.scheduling import TRIGGER, claim_due_jobs
+from teckochecker.engine.triggering import give_up_trigger, run_trigger
+from teckochecker.models import JobEvent, JobStatus, PollingJob
+from teckochecker.services.jobs import get_job, retry_job
+from tests.engine.conftest import KEBOOLA_TOKEN
+
+
+def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
+    """A job whose batches all finished, handed to the trigger by a real check."""
+    for batch_id, status in outcomes.items():
+        world.simulator.control.create_batch(batch_id=batch_id, final_status=status, duration=0)
+    job_id = world.create_job(list(outcomes))
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow())
+    outcome = run_check(world.sessions, world.vault, world.openai_client, job_id, claim.lease_token)
+    assert outcome.trigger_token is not None
+    return job_id, outcome.trigger_token
+
+
+def _trigger(world, job_id: int, token: str) -> bool:
+    return run_trigger(world.sessions, world.vault, world.keboola_client, job_id, token)
+
+
+def _redispatch(world, job_id: int) -> str:
+    with session_scope(world.sessions) as session:
+        session.execute(
+            update(PollingJob).where(PollingJob.id == job_id).values(lease_until=utcnow(), next_check_at=utcnow())
+        )
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow() + timedelta(seconds=1))
+    assert claim.action == TRIGGER
+    return claim.lease_token
+
+
+def _job(world, job_id: int):
+    with session_scope(world.sessions) as session:
+        job = get_job(session, job_id)
+        kinds = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == job_id).order_by(JobEvent.id)).all()
+        return job, list(kinds)
+
+
+def _variables(keboola_job: dict) -> dict[str, str]:
+    return {v["name"]: v["value"] for v in keboola_job["body"]["variableValuesData"]["values"]}
+
+
+def test_starts_one_keboola_job_with_the_batch_variables_and_follows_it(world) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=0)
+    job_id, token = _triggering_job(world, {"batch_ok": "completed", "batch_lost": "cancelled"})
+    assert _trigger(world, job_id, token)
+    [sent] = control.keboola_jobs()
+    assert sent["token"] == KEBOOLA_TOKEN
+    assert sent["body"]["component"] == "kds-team.app-custom-python" and sent["body"]["config"] == "42"
+    assert sent["body"]["mode"] == "run"
+    variables = _variables(sent)
+    assert json.loads(variables["batch_ids_completed"]) == ["batch_ok"]
+    assert json.loads(variables["batch_ids_failed"]) == ["batch_lost"]
+    assert (variables["batch_count_total"], variables["batch_count_completed"], variables["batch_count_failed"]) == (
+        "2",
+        "1",
+        "1",
+    )
+    job, kinds = _job(world, job_id)
+    assert job.keboola_job_id == sent["id"]
+    assert job.status == JobStatus.COMPLETED_WITH_FAILURES and job.keboola_job_status == "success"
+    assert job.completed_at is not None and job.lease_token is None
+    assert kinds[-2:] == ["keboola_started", "completed_with_failures"]
+
+
+def test_a_running_keboola_job_is_followed_at_the_next_dispatch(world) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=3600)
+    job_id, token = _triggering_job(world, {"batch_ok": "completed"})
+    _trigger(world, job_id, token)
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.TRIGGERING and job.keboola_job_id is not None and job.lease_token is None
+    control.set_job_status(job.keboola_job_id, "success")
+    _trigger(world, job_id, _redispatch(world, job_id))
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.COMPLETED
+    assert len(control.keboola_jobs()) == 1
+
+
+def test_after_a_crash_between_starting_and_recording_the_job_is_found_not_started_again(world) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=0)
+    job_id, _token = _triggering_job(world, {"batch_ok": "completed"})
+    # The crashed worker got as far as recording its attempt and asking Keboola, not recording the answer.
+    attempted = utcnow() - timedelta(minutes=1)
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=attempted))
+    started = world.keboola_client(KEBOOLA_TOKEN, world.simulator.stack_url).start_job(
+        "kds-team.app-custom-python", "42", batch_variables(["batch_ok"], [])
+    )
+    _trigger(world, job_id, _redispatch(world, job_id))
+    job, kinds = _job(world, job_id)
+    assert job.keboola_job_id == started
+    assert len(control.keboola_jobs()) == 1
+    assert job.status == JobStatus.COMPLETED
+    assert "keboola_started" in kinds
+
+
+def test_a_recent_unanswered_attempt_waits_for_the_search_index_before_starting_again(world) -> None:
+    job_id, _token = _triggering_job(world, {"batch_ok": "completed"})
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=utcnow()))
+    _trigger(world, job_id, _redispatch(world, job_id))
+    job, _ = _job(world, job_id)
+    assert world.simulator.control.keboola_jobs() == []
+    assert job.status == JobStatus.TRIGGERING and job.next_check_at > utcnow() and job.lease_token is None
+
+
+def test_a_refusal_fails_the_job_with_keboolas_reason_and_retry_re_arms_it(world) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=0)
+    job_id, token = _triggering_job(world, {"batch_ok": "completed"})
+    control.add_fault("/jobs", method="POST", status=400, count=1, message="Configuration 42 not found")
+    _trigger(world, job_id, token)
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.FAILED
+    assert "Configuration 42 not found" in job.last_error and KEBOOLA_TOKEN not in job.last_error
+
+    with session_scope(world.sessions) as session:
+        retry_job(session, get_job(session, job_id))
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow() + timedelta(seconds=21))
+    _trigger(world, job_id, claim.lease_token)
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.COMPLETED and len(control.keboola_jobs()) == 1
+
+
+def test_a_keboola_job_that_ends_in_error_fails_the_polling_job(world) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=0, job_final_status="error")
+    job_id, token = _triggering_job(world, {"batch_ok": "completed"})
+    _trigger(world, job_id, token)
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.FAILED and "finished with status error" in job.last_error
+
+
+def test_retries_running_out_before_a_job_is_known_fails_it(world) -> None:
+    job_id, token = _triggering_job(world, {"batch_ok": "completed"})
+    give_up_trigger(world.sessions, job_id, token, "Keboola answered HTTP 503 (gave up after 3 retries)")
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.FAILED and job.last_error.startswith("Could not start the Keboola job")
