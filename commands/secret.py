@@ -12,6 +12,9 @@ from commands.tables import render_table, success, when
 from teckochecker.models import SecretType
 from teckochecker.presenters import secret_view
 from teckochecker.services import secrets as secret_service
+from teckochecker.services import verification
+from teckochecker.services.validation import validate_stack_url
+from teckochecker.services.verification import default_stack_for
 
 
 @click.group("secret")
@@ -54,6 +57,30 @@ def update_secret(app: AppContext, name: str, value: str | None) -> None:
         secret = secret_service.get_secret_by_name(session, name)
         secret_service.replace_secret_value(session, vault, secret, _read_value(value))
     success(f"Secret '{name}' updated")
+
+
+@secret_group.command("verify")
+@click.argument("name")
+@click.option(
+    "--stack",
+    help="Keboola stack URL to check a token against (default: the stack of a job using it, "
+    "else https://connection.keboola.com).",
+)
+@pass_app
+def verify_secret(app: AppContext, name: str, stack: str | None) -> None:
+    """Ask OpenAI or Keboola whether a stored secret is accepted. Exit 0 valid, 1 invalid or unreachable."""
+    vault = app.vault()
+    with app.session() as session:
+        secret = secret_service.get_secret_by_name(session, name)
+        value = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
+        if secret.type == SecretType.KEBOOLA:
+            stack = validate_stack_url("stack", stack or default_stack_for(session, secret), app.settings)
+    result = verification.verify_secret(
+        secret.type, value, openai_base_url=app.settings.openai_base_url, stack_url=stack
+    )
+    if not result.ok:
+        raise click.ClickException(f"Secret '{name}' is {result.verdict}: {result.message}")
+    success(f"Secret '{name}' is valid: {result.message}")
 
 
 @secret_group.command("list")

@@ -156,6 +156,27 @@ def simulator(running_simulator: RunningSimulator) -> RunningSimulator:
     return running_simulator
 
 
+SIMULATOR_API_KEY = "sk-test-simulator-8e2d4c6b0a1f3e5d7c9b"
+SIMULATOR_TOKEN = "4321-98765-kbcTokenForSimulatorTests9z8y"
+
+
+def register_test_credentials(simulator: RunningSimulator) -> RunningSimulator:
+    """Make the simulator accept SIMULATOR_API_KEY and SIMULATOR_TOKEN."""
+    simulator.control.add_api_key(SIMULATOR_API_KEY)
+    simulator.control.add_token(SIMULATOR_TOKEN, project_id="77", description="teckochecker")
+    return simulator
+
+
+@pytest.fixture
+def api_key() -> str:
+    return SIMULATOR_API_KEY
+
+
+@pytest.fixture
+def token() -> str:
+    return SIMULATOR_TOKEN
+
+
 class CliHarness:
     """Runs the real CLI in-process with the test's settings, as a user would type it."""
 

@@ -122,3 +122,25 @@ def test_delete_asks_first(with_secrets) -> None:
     refused = cli("job", "delete", "1", input="n\n")
     assert refused.exit_code == 1 and "Are you sure you want to delete job 'Batch processing job'" in refused.output
     assert cli("job", "show", "1").exit_code == 0
+
+
+def test_retry_re_arms_a_failed_trigger(with_secrets, engine) -> None:
+    from sqlalchemy import update
+
+    from teckochecker.models import JobBatch, PollingJob
+
+    cli = with_secrets
+    cli(*GUIDE_JOB)
+    refused = cli("job", "retry", "1")
+    assert refused.exit_code == 1 and "only a failed job can be retried" in refused.output
+    with engine.begin() as connection:
+        connection.execute(update(JobBatch).values(status="completed"))
+        connection.execute(
+            update(PollingJob).values(
+                status="failed", keboola_job_id="123", last_error="Keboola job 123 ended in error"
+            )
+        )
+    result = cli("job", "retry", "1")
+    assert result.exit_code == 0 and "will start its Keboola job again" in result.output
+    job = json.loads(cli("job", "show", "1", "--json").output)
+    assert job["status"] == "triggering" and job["keboola_job_id"] is None and job["last_error"] is None

@@ -1,6 +1,6 @@
 import json
 
-from teckochecker.vault import generate_key
+from teckochecker.vault import Vault, generate_key
 
 
 def test_add_list_delete(cli) -> None:
@@ -82,3 +82,51 @@ def test_wrong_key_is_a_clear_error(cli) -> None:
     assert result.exit_code == 1
     assert "Secret 'a' cannot be decrypted" in result.output
     assert "Traceback" not in result.output
+
+
+def test_update_replaces_the_value(cli) -> None:
+    cli("secret", "add", "--name", "openai-prod", "--type", "openai", "--value", "sk-old")
+    result = cli("secret", "update", "openai-prod", input="sk-new\n")
+    assert result.exit_code == 0 and "Secret 'openai-prod' updated" in result.output
+    assert "sk-new" not in result.output
+    from teckochecker.db import make_engine, make_session_factory
+    from teckochecker.services.secrets import get_secret_by_name, reveal_secret
+
+    engine = make_engine(cli.settings.database_url)
+    with make_session_factory(engine)() as session:
+        secret = get_secret_by_name(session, "openai-prod")
+        assert reveal_secret(session, Vault(cli.settings.secret_key), secret.id) == "sk-new"
+    engine.dispose()
+    assert cli("secret", "update", "missing", "--value", "x").exit_code == 1
+
+
+def test_verify_against_the_simulator(cli, simulator) -> None:
+    simulator.control.add_api_key("sk-good")
+    simulator.control.add_token("kbc-good", project_id="9", description="pipeline")
+    cli.settings = cli.settings.with_overrides(openai_base_url=simulator.openai_base_url, allow_insecure_endpoints=True)
+    cli("secret", "add", "--name", "good-openai", "--type", "openai", "--value", "sk-good")
+    cli("secret", "add", "--name", "bad-openai", "--type", "openai", "--value", "sk-bad")
+    cli("secret", "add", "--name", "good-keboola", "--type", "keboola", "--value", "kbc-good")
+
+    valid = cli("secret", "verify", "good-openai")
+    assert valid.exit_code == 0 and "Secret 'good-openai' is valid" in valid.output
+    invalid = cli("secret", "verify", "bad-openai")
+    assert invalid.exit_code == 1 and "is invalid" in invalid.output and "sk-bad" not in invalid.output
+    keboola = cli("secret", "verify", "good-keboola", "--stack", simulator.stack_url)
+    assert keboola.exit_code == 0 and "'pipeline'" in keboola.output and "kbc-good" not in keboola.output
+
+    cli.settings = cli.settings.with_overrides(openai_base_url="http://127.0.0.1:1/v1")
+    unreachable = cli("secret", "verify", "good-openai")
+    assert unreachable.exit_code == 1 and "is unreachable" in unreachable.output
+
+
+def test_verify_uses_the_stack_of_a_job_using_the_token(cli, simulator) -> None:
+    simulator.control.add_token("kbc-good")
+    cli.settings = cli.settings.with_overrides(allow_insecure_endpoints=True)
+    cli("secret", "add", "--name", "o", "--type", "openai", "--value", "sk")
+    cli("secret", "add", "--name", "k", "--type", "keboola", "--value", "kbc-good")
+    cli("job", "create", "--name", "j", "--batch-id", "batch_1", "--openai-secret", "o", "--keboola-secret", "k",
+        "--keboola-stack", simulator.stack_url, "--component-id", "c", "--config-id", "1")  # fmt: skip
+    assert cli("secret", "verify", "k").exit_code == 0
+    refused = cli("secret", "verify", "k", "--stack", "https://evil.example.com")
+    assert refused.exit_code == 1 and "not a Keboola stack" in refused.output

@@ -1,0 +1,1 @@
+"""HTTP clients for the two services TeckoChecker talks to: OpenAI (batches) and Keboola (jobs)."""
