@@ -10,8 +10,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from commands.context import AppContext
 from commands.db import db_group
 from commands.doctor import doctor
+from commands.engine import beat, worker
 from commands.job import job_group
 from commands.secret import secret_group
+from commands.simulate import simulate
 from teckochecker.errors import TeckoError
 
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "undefinedtable")
@@ -55,6 +57,9 @@ main.add_command(secret_group)
 main.add_command(job_group)
 main.add_command(db_group)
 main.add_command(doctor)
+main.add_command(worker)
+main.add_command(beat)
+main.add_command(simulate)
 
 
 if __name__ == "__main__":
