@@ -1,0 +1,195 @@
+"""The engine as users run it: real worker and beat processes, Redis, PostgreSQL, the simulator."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+from sqlalchemy import select
+
+from teckochecker.db import session_scope
+from teckochecker.models import JobEvent, JobStatus
+from teckochecker.services.jobs import JobChanges, delete_job, get_job, pause_job, resume_job, update_job
+from tests.worker.conftest import KEBOOLA_TOKEN, OPENAI_KEY
+
+pytestmark = pytest.mark.slow
+
+
+def _variables(keboola_job: dict) -> dict[str, str]:
+    return {v["name"]: v["value"] for v in keboola_job["body"]["variableValuesData"]["values"]}
+
+
+def test_the_whole_life_of_jobs(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    control.create_batch(batch_id="batch_quick", final_status="completed", duration=0)
+    control.create_batch(batch_id="batch_slow", final_status="completed", duration=4)
+    control.create_batch(batch_id="batch_fails", final_status="failed", duration=1)
+    control.create_batch(batch_id="batch_expires", final_status="expired", duration=1)
+    clean = engine.create_job(["batch_quick", "batch_slow"], keboola_configuration_id="100", poll_interval_seconds=2)
+    mixed = engine.create_job(
+        ["batch_quick", "batch_fails", "batch_expires"], keboola_configuration_id="200", poll_interval_seconds=1
+    )
+    engine.start_worker()
+    engine.start_beat()
+    jobs = engine.wait_finished([clean, mixed], timeout=60)
+
+    assert jobs[clean].status == JobStatus.COMPLETED
+    assert jobs[mixed].status == JobStatus.COMPLETED_WITH_FAILURES
+    sent = engine.keboola_jobs_by_config()
+    assert {config: len(started) for config, started in sent.items()} == {"100": 1, "200": 1}
+    clean_vars, mixed_vars = _variables(sent["100"][0]), _variables(sent["200"][0])
+    assert json.loads(clean_vars["batch_ids_completed"]) == ["batch_quick", "batch_slow"]
+    assert json.loads(mixed_vars["batch_ids_failed"]) == ["batch_fails", "batch_expires"]
+    assert (mixed_vars["batch_count_total"], mixed_vars["batch_count_failed"]) == ("3", "2")
+    assert jobs[clean].keboola_job_status == "success" and jobs[clean].keboola_job_id == sent["100"][0]["id"]
+    # Checked on its 2 s interval while the slow batch ran (about 4 s), not in a tight loop.
+    assert engine.batch_requests() <= 12
+
+    with session_scope(engine.sessions) as session:
+        kinds = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == mixed)).all()
+    assert "keboola_started" in kinds and kinds[-1] == "completed_with_failures"
+
+    # No secret value anywhere in Redis or in the processes' logs.
+    engine.stop_all()
+    for secret in (OPENAI_KEY, KEBOOLA_TOKEN):
+        assert secret not in engine.logs()
+        for key in engine.redis.scan_iter(count=1000):
+            assert secret.encode() not in key
+            assert secret.encode() not in (engine.redis.dump(key) or b"")
+
+
+def test_outside_failures(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    for batch_id in ("batch_429", "batch_503", "batch_ok"):
+        control.create_batch(batch_id=batch_id, final_status="completed", duration=0)
+    control.add_fault("/v1/batches/batch_429", status=429, retry_after=3, count=1)
+    control.add_fault("/v1/batches/batch_503", status=503, count=2)
+    with session_scope(engine.sessions) as session:
+        from teckochecker.services.secrets import add_secret
+
+        add_secret(session, engine.vault, name="revoked", type="openai", value="sk-revoked-key-0000")
+    throttled = engine.create_job(["batch_429"], keboola_configuration_id="1")
+    flaky = engine.create_job(["batch_503"], keboola_configuration_id="2")
+    revoked = engine.create_job(["batch_ok"], openai_secret="revoked", keboola_configuration_id="3")
+    missing = engine.create_job(["batch_ok", "batch_gone"], keboola_configuration_id="4")
+    started = time.monotonic()
+    engine.start_worker()
+    engine.start_beat()
+    jobs = engine.wait_finished([throttled, flaky, revoked, missing], timeout=60)
+
+    assert jobs[throttled].status == JobStatus.COMPLETED
+    # Retry-After: 3 was honoured: the job could not finish sooner, and OpenAI was not asked in between.
+    assert jobs[throttled].completed_at is not None and time.monotonic() - started >= 3
+    assert jobs[flaky].status == JobStatus.COMPLETED
+    assert jobs[revoked].status == JobStatus.FAILED
+    assert "secret 'revoked'" in jobs[revoked].last_error and "invalid_api_key" in jobs[revoked].last_error
+    assert jobs[missing].status == JobStatus.COMPLETED_WITH_FAILURES
+    assert {b.batch_id: b.status for b in jobs[missing].batches}["batch_gone"] == "not_found"
+    assert json.loads(_variables(engine.keboola_jobs_by_config()["4"][0])["batch_ids_failed"]) == ["batch_gone"]
+    assert "3" not in engine.keboola_jobs_by_config()
+
+
+def test_pause_resume_edit_and_delete_take_effect_at_the_next_tick(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    control.create_batch(batch_id="batch_long", final_status="completed", duration=3600)
+    job_id = engine.create_job(["batch_long"], poll_interval_seconds=1)
+    engine.start_worker()
+    engine.start_beat()
+    engine.wait_until(lambda: engine.batch_requests() >= 2, 20, "the first checks")
+
+    with session_scope(engine.sessions) as session:
+        pause_job(session, get_job(session, job_id))
+    time.sleep(1.5)
+    paused_at = engine.batch_requests()
+    time.sleep(3)
+    assert engine.batch_requests() == paused_at, "a paused job is not checked"
+
+    with session_scope(engine.sessions) as session:
+        resume_job(session, get_job(session, job_id))
+    engine.wait_until(lambda: engine.batch_requests() > paused_at, 3, "a check right after resume")
+
+    with session_scope(engine.sessions) as session:
+        update_job(session, engine.settings, get_job(session, job_id), JobChanges(poll_interval_seconds=4))
+    time.sleep(1.5)
+    edited_at = engine.batch_requests()
+    time.sleep(6)
+    assert 1 <= engine.batch_requests() - edited_at <= 3, "checked on the new 4 s interval"
+
+    control.set_batch_status("batch_long", "completed")
+    with session_scope(engine.sessions) as session:
+        delete_job(session, get_job(session, job_id))
+    time.sleep(1.5)
+    deleted_at = engine.batch_requests()
+    time.sleep(5)
+    assert engine.batch_requests() == deleted_at
+    assert control.keboola_jobs() == []
+
+
+def test_two_beats_for_a_minute_never_check_a_job_twice_in_an_interval(engine_installation) -> None:
+    engine = engine_installation
+    jobs = 20
+    interval = 5
+    for index in range(jobs):
+        batch_id = f"batch_twobeats_{index}"
+        engine.simulator.control.create_batch(batch_id=batch_id, final_status="completed", duration=3600)
+        engine.create_job([batch_id], poll_interval_seconds=interval)
+    engine.start_worker()
+    engine.start_beat(name="beat-a")
+    engine.start_beat(name="beat-b")
+    time.sleep(60)
+    engine.stop_all()
+    checks = engine.batch_requests()
+    # 60 s at one check per 5 s is 12 or 13 checks a job; a double-checking pair of beats would make ~25.
+    assert jobs * 10 <= checks <= jobs * (60 // interval + 1), checks
+    assert "dispatched" in engine.logs()
+
+
+def test_sigkill_of_the_worker_at_random_instants_loses_nothing_and_triggers_once(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    # Slow Keboola answers widen the window in which a kill lands during the trigger.
+    control.add_fault("/jobs", method="POST", delay=0.4)
+    job_ids = []
+    for index in range(12):
+        batch_id = f"batch_kill_{index}"
+        control.create_batch(batch_id=batch_id, final_status="completed", duration=1 + index * 1.5)
+        job_ids.append(engine.create_job([batch_id], keboola_configuration_id=f"kill-{index}"))
+    engine.start_beat()
+    worker = engine.start_worker()
+    randomness = random.Random(20261128)
+    deadline = time.monotonic() + 30
+    kills = 0
+    while time.monotonic() < deadline:
+        time.sleep(randomness.uniform(0.5, 3.0))
+        engine.kill(worker)
+        kills += 1
+        worker = engine.start_worker()
+    jobs = engine.wait_finished(job_ids, timeout=150)
+
+    assert kills >= 8
+    assert all(job.status == JobStatus.COMPLETED for job in jobs.values())
+    started = engine.keboola_jobs_by_config()
+    assert {config: len(runs) for config, runs in started.items()} == {f"kill-{i}": 1 for i in range(12)}
+
+
+def test_redis_flushed_mid_run_every_job_still_completes_once(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    job_ids = []
+    for index in range(10):
+        batch_id = f"batch_flush_{index}"
+        control.create_batch(batch_id=batch_id, final_status="completed", duration=2 + index)
+        job_ids.append(engine.create_job([batch_id], keboola_configuration_id=f"flush-{index}"))
+    engine.start_worker()
+    engine.start_beat()
+    engine.wait_until(lambda: len(control.keboola_jobs()) >= 2, 30, "the first triggers")
+    engine.redis.flushdb()
+    jobs = engine.wait_finished(job_ids, timeout=120)
+    assert all(job.status == JobStatus.COMPLETED for job in jobs.values())
+    started = engine.keboola_jobs_by_config()
+    assert {config: len(runs) for config, runs in started.items()} == {f"flush-{i}": 1 for i in range(10)}
