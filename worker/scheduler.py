@@ -42,7 +42,7 @@ class DispatchScheduler(Scheduler):
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
     def dispatch(self) -> int:
-        from worker.tasks import check_job, send_trigger
+        from worker.tasks import send_check, send_trigger
 
         runtime = get_runtime()
         now = utcnow()
@@ -56,16 +56,14 @@ class DispatchScheduler(Scheduler):
             return 0
         with self.app.producer_or_acquire() as producer:
             for dispatch in dispatches:
-                self._send(dispatch, producer, check_job, send_trigger)
+                self._send(dispatch, producer, send_check, send_trigger)
                 self._worst_lag = max(self._worst_lag, (now - dispatch.planned_at).total_seconds())
         return len(dispatches)
 
-    def _send(self, dispatch: Dispatch, producer: Any, check_job: Any, send_trigger: Any) -> None:
+    def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
         try:
             if dispatch.action == CHECK:
-                check_job.apply_async(
-                    (dispatch.job_id, dispatch.lease_token), expires=dispatch.expires_in, producer=producer
-                )
+                send_check(dispatch.job_id, dispatch.lease_token, dispatch.expires_in, producer=producer)
             else:
                 send_trigger(dispatch.job_id, dispatch.lease_token, producer=producer)
             self._sent += 1

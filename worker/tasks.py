@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Task
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,6 +14,7 @@ from teckochecker.clients.errors import TransientError
 from teckochecker.db import utcnow
 from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, retry_wait
+from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
 from worker.celery_app import app
 from worker.runtime import get_runtime
@@ -41,12 +43,17 @@ def _handle_transient(
         return
     if extend(runtime.sessions, job_id, token, timedelta(seconds=wait)):
         logger.info("job %s: %s; retry %s in %.1fs", job_id, error, attempt + 1, wait)
-        raise task.retry(countdown=wait, exc=error)
+        # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
+        # it stays valid exactly as long as the lease just extended for it.
+        expires = wait + RUN_LEASE.total_seconds()
+        raise task.retry(countdown=wait, exc=error, expires=expires)
 
 
 @app.task(bind=True, name="teckochecker.check_job", max_retries=None)
-def check_job(self: Task, job_id: int, lease_token: str) -> None:
+def check_job(self: Task, job_id: int) -> None:
     """Ask OpenAI about the job's unfinished batches; hand the job to the trigger when all have finished."""
+    # The task id is the lease token: it survives retries, and keeps the arguments down to the job id.
+    lease_token = self.request.id
     runtime = get_runtime()
     try:
         outcome = checking.run_check(runtime.sessions, runtime.vault, runtime.openai_client, job_id, lease_token)
@@ -66,8 +73,9 @@ def check_job(self: Task, job_id: int, lease_token: str) -> None:
 
 
 @app.task(bind=True, name="teckochecker.trigger_keboola", max_retries=None)
-def trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
+def trigger_keboola(self: Task, job_id: int) -> None:
     """Start the job's Keboola job exactly once, then follow it until it finishes."""
+    lease_token = self.request.id
     runtime = get_runtime()
     try:
         triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
@@ -83,5 +91,11 @@ def trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
         )
 
 
-def send_trigger(job_id: int, lease_token: str, **options) -> None:
-    trigger_keboola.apply_async((job_id, lease_token), expires=TRIGGER_DISPATCH_LEASE.total_seconds(), **options)
+def send_check(job_id: int, lease_token: str, expires: float, **options: Any) -> None:
+    check_job.apply_async((job_id,), task_id=lease_token, expires=expires, **options)
+
+
+def send_trigger(job_id: int, lease_token: str, **options: Any) -> None:
+    trigger_keboola.apply_async(
+        (job_id,), task_id=lease_token, expires=TRIGGER_DISPATCH_LEASE.total_seconds(), **options
+    )

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from teckochecker.db import session_scope
+from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import JobChanges, delete_job, get_job, pause_job, resume_job, update_job
 from tests.worker.conftest import KEBOOLA_TOKEN, OPENAI_KEY
@@ -85,6 +86,9 @@ def test_outside_failures(engine_installation) -> None:
     # Retry-After: 3 was honoured: the job could not finish sooner, and OpenAI was not asked in between.
     assert jobs[throttled].completed_at is not None and time.monotonic() - started >= 3
     assert jobs[flaky].status == JobStatus.COMPLETED
+    # Celery's retries did the work: neither job had to wait for its lease to expire and be handed out again.
+    for job_id in (throttled, flaky):
+        assert jobs[job_id].completed_at - jobs[job_id].created_at < RUN_LEASE
     assert jobs[revoked].status == JobStatus.FAILED
     assert "secret 'revoked'" in jobs[revoked].last_error and "invalid_api_key" in jobs[revoked].last_error
     assert jobs[missing].status == JobStatus.COMPLETED_WITH_FAILURES
