@@ -4,7 +4,7 @@ Each choice is explained where it is made. `celery -A worker worker|beat` and `t
 read this module.
 """
 
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from teckochecker.config import load_settings
 from worker.broker import broker_options
@@ -43,9 +43,16 @@ worker_prefetch_multiplier = 1
 # Two queues, so a Keboola trigger never waits behind thousands of queued checks.
 CHECK_QUEUE = "teckochecker.checks"
 TRIGGER_QUEUE = "teckochecker.triggers"
+# Each queue has its own exchange and routing key: queues declared without them would share the default
+# exchange and key, and every message would be delivered to both.
 task_default_queue = CHECK_QUEUE
-task_queues = (Queue(CHECK_QUEUE), Queue(TRIGGER_QUEUE))
-task_routes = {"teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE}}
+task_default_exchange = CHECK_QUEUE
+task_default_routing_key = CHECK_QUEUE
+task_queues = (
+    Queue(CHECK_QUEUE, Exchange(CHECK_QUEUE, type="direct"), routing_key=CHECK_QUEUE),
+    Queue(TRIGGER_QUEUE, Exchange(TRIGGER_QUEUE, type="direct"), routing_key=TRIGGER_QUEUE),
+)
+task_routes = {"teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE}}
 
 # Beat runs the database dispatcher instead of one schedule entry per job (see worker/scheduler.py).
 beat_scheduler = "worker.scheduler:DispatchScheduler"

@@ -7,13 +7,18 @@ from typing import Any
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
+from commands.api import api
 from commands.context import AppContext
 from commands.db import db_group
+from commands.demo import demo
 from commands.doctor import doctor
 from commands.engine import beat, worker
+from commands.flower import flower
 from commands.job import job_group
 from commands.secret import secret_group
+from commands.service import start, status, stop
 from commands.simulate import simulate
+from commands.watch import watch
 from teckochecker.errors import TeckoError
 
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "undefinedtable")
@@ -53,13 +58,23 @@ def main(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-main.add_command(secret_group)
-main.add_command(job_group)
-main.add_command(db_group)
-main.add_command(doctor)
-main.add_command(worker)
-main.add_command(beat)
-main.add_command(simulate)
+job_group.add_command(watch)
+for command in (
+    secret_group,
+    job_group,
+    db_group,
+    doctor,
+    start,
+    stop,
+    status,
+    api,
+    worker,
+    beat,
+    flower,
+    simulate,
+    demo,
+):
+    main.add_command(command)
 
 
 if __name__ == "__main__":

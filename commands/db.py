@@ -18,9 +18,7 @@ def db_group() -> None:
 
 @db_group.command("init")
 @click.option("--create-env", is_flag=True, help="Write .env with a new SECRET_KEY and API_TOKEN first.")
-@click.option(
-    "--force", is_flag=True, help="With --create-env: replace an existing .env (its keys are lost)."
-)
+@click.option("--force", is_flag=True, help="With --create-env: replace an existing .env (its keys are lost).")
 @pass_app
 def init_db(app: AppContext, create_env: bool, force: bool) -> None:
     """Create or upgrade the database schema to the latest revision."""
@@ -42,9 +40,7 @@ def reset_db(app: AppContext, force: bool) -> None:
     """Drop every table and recreate the schema. Deletes all data."""
     url = app.settings.database_url
     if not force:
-        click.confirm(
-            f"This deletes ALL secrets, jobs and history in {redact_url(url)}. Continue?", abort=True
-        )
+        click.confirm(f"This deletes ALL secrets, jobs and history in {redact_url(url)}. Continue?", abort=True)
     schema.reset(url)
     success(f"Database {redact_url(url)} was reset")
 

@@ -30,9 +30,7 @@ def _secret_reference(value: str) -> int | str:
 
 @job_group.command("create")
 @click.option("--name", required=True, help="Descriptive job name.")
-@click.option(
-    "--batch-id", "batch_ids", required=True, multiple=True, help="OpenAI batch id; repeat for several."
-)
+@click.option("--batch-id", "batch_ids", required=True, multiple=True, help="OpenAI batch id; repeat for several.")
 @click.option("--openai-secret", required=True, help="Name of the OpenAI secret.")
 @click.option("--keboola-secret", required=True, help="Name of the Keboola secret.")
 @click.option("--keboola-stack", required=True, help="Keboola stack URL, e.g. https://connection.keboola.com")
@@ -145,9 +143,7 @@ def show_job(app: AppContext, job_id: int, as_json: bool) -> None:
         job = job_service.get_job(session, job_id)
         events = list_events(session, job.id, limit=RECENT_EVENTS)
         if as_json:
-            click.echo(
-                json.dumps({**job_view(job), "recent_events": [event_view(e) for e in events]}, indent=2)
-            )
+            click.echo(json.dumps({**job_view(job), "recent_events": [event_view(e) for e in events]}, indent=2))
             return
         details = render_table("Polling Job Details", _details_rows(job))
         batch_rows = [
@@ -161,11 +157,7 @@ def show_job(app: AppContext, job_id: int, as_json: bool) -> None:
             for batch in job.batches
         ]
     click.echo(details)
-    click.echo(
-        render_table(
-            "Batches", batch_rows, headers=["Batch ID", "Status", "Completed", "Failed", "Updated At"]
-        )
-    )
+    click.echo(render_table("Batches", batch_rows, headers=["Batch ID", "Status", "Completed", "Failed", "Updated At"]))
     if events:
         event_rows = [[when(e.created_at), e.kind, _wrap(e.message)] for e in events]
         click.echo(render_table("Recent Events", event_rows, headers=["Time", "Event", "Message"]))

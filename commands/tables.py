@@ -38,9 +38,7 @@ def render_table(title: str, rows: Sequence[Sequence[str]], headers: Sequence[st
     """Cells may hold several lines; every row has as many cells as the first."""
     all_rows = ([list(headers)] if headers else []) + [list(row) for row in rows]
     columns = len(all_rows[0])
-    widths = [
-        max(display_width(line) for row in all_rows for line in row[i].split("\n")) for i in range(columns)
-    ]
+    widths = [max(display_width(line) for row in all_rows for line in row[i].split("\n")) for i in range(columns)]
     inner = sum(widths) + 3 * columns - 1
     title_width = display_width(title) + 4
     if title_width > inner:
@@ -55,9 +53,7 @@ def render_table(title: str, rows: Sequence[Sequence[str]], headers: Sequence[st
         height = max(len(cell) for cell in cells)
         return [
             "│"
-            + "│".join(
-                " " + _pad(cell[i] if i < len(cell) else "", widths[c]) + " " for c, cell in enumerate(cells)
-            )
+            + "│".join(" " + _pad(cell[i] if i < len(cell) else "", widths[c]) + " " for c, cell in enumerate(cells))
             + "│"
             for i in range(height)
         ]

@@ -44,6 +44,7 @@ class Settings:
     openai_base_url: str = DEFAULT_OPENAI_BASE_URL
     keboola_allowed_hosts: tuple[str, ...] = ()
     allow_insecure_endpoints: bool = False
+    flower_basic_auth: str | None = None
     env_file: str | None = field(default=None, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -132,6 +133,16 @@ def _url(key: str, raw: str) -> str:
     return value.rstrip("/")
 
 
+def _basic_auth(key: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    pairs = [pair.strip() for pair in value.split(",")]
+    if any(":" not in pair or pair.startswith(":") or pair.endswith(":") for pair in pairs):
+        raise ConfigError(key, "must be user:password (several separated by commas)")
+    return ",".join(pairs)
+
+
 def _secret_key(key: str, raw: str) -> str | None:
     # Imported here so that config stays importable without cryptography for tooling that only reads settings.
     from teckochecker.vault import check_fernet_keys
@@ -163,6 +174,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "OPENAI_BASE_URL": _url,
     "KEBOOLA_ALLOWED_HOSTS": _comma_list,
     "ALLOW_INSECURE_ENDPOINTS": _boolean,
+    "FLOWER_BASIC_AUTH": _basic_auth,
 }
 
 ENVIRONMENT_KEYS: tuple[str, ...] = tuple(_PARSERS)

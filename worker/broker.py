@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
+from time import monotonic
 from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import str_to_bytes
+from kombu.utils.json import dumps
 
 from teckochecker.config import Settings
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS
@@ -14,6 +21,31 @@ REDIS_VISIBILITY_TIMEOUT = 3600
 EMBEDDED_BROKER_DIR = Path(".teckochecker") / "broker"
 
 assert REDIS_VISIBILITY_TIMEOUT >= 10 * MAX_BROKER_WAIT_SECONDS
+
+
+class _AtomicFilesystemChannel(filesystem.Channel):
+    """kombu's filesystem channel, but a message file appears only once it is complete.
+
+    The stock channel creates the file and then writes it, so a consumer polling at that instant reads an
+    empty message and the worker dies on the JSON error. Here the message is written under a name no
+    consumer looks at, then renamed into place (a rename is atomic within one folder).
+    """
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = final + ".part"
+        with open(partial, "wb") as handle:
+            handle.write(str_to_bytes(dumps(payload)))
+        os.replace(partial, final)
+
+
+class AtomicFilesystemTransport(filesystem.Transport):
+    Channel = _AtomicFilesystemChannel
+
+
+EMBEDDED_SCHEME = "teckochecker-filesystem"
+TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
 
 
 def uses_embedded_broker(settings: Settings) -> bool:
@@ -29,7 +61,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     control_folder = folder / "control"
     for path in (queue_folder, control_folder):
         path.mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {
+    return f"{EMBEDDED_SCHEME}://", {
         "data_folder_in": str(queue_folder),
         "data_folder_out": str(queue_folder),
         "control_folder": str(control_folder),

@@ -1,0 +1,132 @@
+"""`teckochecker demo`: the whole product in about a minute, with no keys and no configuration.
+
+It starts the simulator and the service (embedded mode) in a temporary directory, creates two secrets and
+a job watching three batches (one of which fails), shows the job live until its Keboola job has run,
+prints the variables Keboola received, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from commands.context import AppContext
+from commands.supervisor import CLI_SCRIPT
+from commands.tables import success
+from commands.watch import watch_job
+from teckochecker.config import ENVIRONMENT_KEYS, load_settings
+from teckochecker.models import JobStatus
+from teckochecker.simulator import start_simulator
+from teckochecker.vault import generate_key
+
+DEMO_OPENAI_KEY = "sk-demo-" + "0" * 24
+DEMO_KEBOOLA_TOKEN = "demo-keboola-token"
+BATCHES = (
+    # (batch id, final status, seconds to get there, requests)
+    ("batch_demo_translations", "completed", 20.0, 400),
+    ("batch_demo_summaries", "completed", 35.0, 250),
+    ("batch_demo_broken", "failed", 12.0, 120),
+)
+JOB_TIMEOUT_SECONDS = 150.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _run(command: list[str], workdir: Path, environment: dict[str, str]) -> None:
+    completed = subprocess.run(command, cwd=workdir, env=environment, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise click.ClickException(f"`{' '.join(command[2:])}` failed:\n{completed.stdout}{completed.stderr}")
+
+
+@click.command("demo")
+def demo() -> None:
+    """Run a complete demo against a local simulator: no keys, no configuration, about a minute."""
+    with tempfile.TemporaryDirectory(prefix="teckochecker-demo-") as folder, start_simulator() as simulator:
+        workdir = Path(folder)
+        control = simulator.control
+        control.add_api_key(DEMO_OPENAI_KEY)
+        control.add_token(DEMO_KEBOOLA_TOKEN, description="demo pipeline")
+        control.configure(job_duration=5)
+        for batch_id, final_status, duration, requests in BATCHES:
+            control.create_batch(
+                batch_id=batch_id, final_status=final_status, duration=duration, request_total=requests
+            )
+
+        port = _free_port()
+        # The demo's own settings: nothing from the user's environment or .env leaks in.
+        environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS}
+        environment.update(
+            DATABASE_URL=f"sqlite:///{workdir / 'demo.db'}",
+            SECRET_KEY=generate_key(),
+            API_TOKEN=secrets.token_urlsafe(24),
+            API_HOST="127.0.0.1",
+            API_PORT=str(port),
+            MIN_POLL_INTERVAL="1",
+            OPENAI_BASE_URL=simulator.openai_base_url,
+            ALLOW_INSECURE_ENDPOINTS="true",
+            LOG_FILE=str(workdir / "teckochecker.log"),
+        )
+        settings = load_settings(environment, env_file=None)
+        app = AppContext(settings=settings, env_file=workdir / ".env")
+        cli = [sys.executable, str(CLI_SCRIPT)]
+        click.echo(f"Demo folder {workdir}; simulator at {simulator.base_url}\n")
+        _run([*cli, "db", "init"], workdir, environment)
+        started = False
+        try:
+            _run([*cli, "start", "--daemon"], workdir, environment)
+            started = True
+            success(f"Service started (embedded mode): API on http://127.0.0.1:{port}, a worker and beat")
+            _run([*cli, "secret", "add", "--name", "demo-openai", "--type", "openai", "--value", DEMO_OPENAI_KEY],
+                 workdir, environment)  # fmt: skip
+            _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
+                 workdir, environment)  # fmt: skip
+            success("Secrets 'demo-openai' and 'demo-keboola' added (encrypted)")
+            batch_flags = [flag for batch_id, *_ in BATCHES for flag in ("--batch-id", batch_id)]
+            _run(
+                [*cli, "job", "create", "--name", "Demo: three batches", *batch_flags,
+                 "--openai-secret", "demo-openai", "--keboola-secret", "demo-keboola",
+                 "--keboola-stack", simulator.stack_url, "--component-id", "kds-team.app-custom-python",
+                 "--config-id", "demo-config", "--poll-interval", "3"],
+                workdir, environment,
+            )  # fmt: skip
+            success("Job 1 created: checks every 3 seconds\n")
+            job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
+        finally:
+            if started:
+                subprocess.run([*cli, "stop"], cwd=workdir, env=environment, capture_output=True)
+            app.close()
+
+        received = control.keboola_jobs()
+        click.echo("\nKeboola received:")
+        for keboola_job in received:
+            click.echo(f"  job {keboola_job['id']} ({keboola_job['status']}) with variables:")
+            for variable in keboola_job["body"]["variableValuesData"]["values"]:
+                click.echo(f"    {variable['name']} = {variable['value']}")
+        failed = (
+            json.loads(
+                next(
+                    v["value"]
+                    for v in received[0]["body"]["variableValuesData"]["values"]
+                    if v["name"] == "batch_ids_failed"
+                )
+            )
+            if len(received) == 1
+            else None
+        )
+        if job.status != JobStatus.COMPLETED_WITH_FAILURES or failed != ["batch_demo_broken"]:
+            raise click.ClickException(
+                f"the demo did not end as expected: job {job.status}, {len(received)} Keboola job(s) received"
+            )
+        success("Demo finished: one Keboola job, started once, told which batch failed. Everything is stopped.")
