@@ -59,10 +59,6 @@ def demo() -> None:
         control.add_api_key(DEMO_OPENAI_KEY)
         control.add_token(DEMO_KEBOOLA_TOKEN, description="demo pipeline")
         control.configure(job_duration=5)
-        for batch_id, final_status, duration, requests in BATCHES:
-            control.create_batch(
-                batch_id=batch_id, final_status=final_status, duration=duration, request_total=requests
-            )
 
         port = _free_port()
         # The demo's own settings: nothing from the user's environment or .env leaks in.
@@ -93,6 +89,11 @@ def demo() -> None:
             _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
                  workdir, environment)  # fmt: skip
             success("Secrets 'demo-openai' and 'demo-keboola' added (encrypted)")
+            # The batches start now, so the live view shows them progressing.
+            for batch_id, final_status, duration, requests in BATCHES:
+                control.create_batch(
+                    batch_id=batch_id, final_status=final_status, duration=duration, request_total=requests
+                )
             batch_flags = [flag for batch_id, *_ in BATCHES for flag in ("--batch-id", batch_id)]
             _run(
                 [*cli, "job", "create", "--name", "Demo: three batches", *batch_flags,
