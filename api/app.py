@@ -1,0 +1,61 @@
+"""The application factory: settings in, a configured Flask app out. Nothing is created at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api import cors, guards
+from api.database import init_database
+from api.errors import JsonErrorsApi, register_error_handlers
+from api.health import blp as health_blp
+from api.jobs import blp as jobs_blp
+from api.secrets import blp as secrets_blp
+from api.stats import blp as stats_blp
+from teckochecker.config import Settings
+
+API_TITLE = "TeckoChecker API"
+# The version of the HTTP contract, not of the package: it changes when the API does.
+API_VERSION = "1.0.0"
+OPENAPI_VERSION = "3.0.3"
+API_DESCRIPTION = (
+    "Watch OpenAI Batch API batches and start a Keboola Connection job when they have all finished.\n\n"
+    "Every endpoint except `/api/health` and the documentation needs `Authorization: Bearer <API_TOKEN>`. "
+    "Errors share one shape: `{code, status, message, errors}`. Lists are paginated with `page` and "
+    "`page_size`; the `X-Pagination` header holds the totals."
+)
+SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+REDOC_CDN = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
+
+
+def create_app(settings: Settings) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE=API_TITLE,
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION=OPENAPI_VERSION,
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+        OPENAPI_REDOC_PATH="redoc",
+        OPENAPI_REDOC_URL=REDOC_CDN,
+        API_SPEC_OPTIONS={
+            "info": {"description": API_DESCRIPTION},
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+        },
+        MAX_CONTENT_LENGTH=guards.MAX_BODY_BYTES,
+    )
+    init_database(app, settings)
+
+    # Order matters: a CORS preflight is answered before the token check, which runs before reading a body.
+    app.before_request(cors.answer_preflight)
+    app.before_request(guards.require_bearer_token)
+    app.before_request(guards.require_json_body)
+    app.after_request(cors.add_cors_headers)
+
+    api = JsonErrorsApi(app)
+    register_error_handlers(app)
+    for blueprint in (health_blp, stats_blp, secrets_blp, jobs_blp):
+        api.register_blueprint(blueprint)
+    return app

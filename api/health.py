@@ -1,0 +1,99 @@
+"""`GET /api/health`: can this API do its work right now? No token needed, so it reveals no internals."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from flask.views import MethodView
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.blueprint import Blueprint
+from api.database import api_state
+from api.schemas import HealthSchema
+from teckochecker.config import Settings
+
+logger = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__, url_prefix="/api/health", description="Liveness of the API and its parts.")
+
+BROKER_TIMEOUT_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class ComponentHealth:
+    status: str  # "ok", "failing", or "unknown" (which does not make the service unhealthy)
+    detail: str
+
+
+def check_database() -> ComponentHealth:
+    try:
+        with api_state().engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        # The cause goes to the log: this endpoint is public, and driver messages name hosts and users.
+        logger.warning("health: database check failed: %s", exc)
+        return ComponentHealth("failing", "SELECT 1 failed; see the server log")
+    return ComponentHealth("ok", "SELECT 1 answered")
+
+
+def check_broker(settings: Settings) -> ComponentHealth:
+    if not settings.redis_url:
+        return ComponentHealth("ok", "embedded broker (no REDIS_URL): no server needed")
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=BROKER_TIMEOUT_SECONDS, socket_timeout=BROKER_TIMEOUT_SECONDS
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        logger.warning("health: Redis ping failed: %s", exc)
+        return ComponentHealth("failing", "Redis does not answer PING; see the server log")
+    finally:
+        client.close()
+    return ComponentHealth("ok", "Redis answers PING")
+
+
+def check_workers() -> ComponentHealth:
+    # Nothing records worker heartbeats yet; until the engine does, the API cannot tell and says so.
+    return ComponentHealth("unknown", "no worker heartbeats are recorded yet")
+
+
+def health_report(settings: Settings) -> tuple[dict[str, Any], int]:
+    checks = {"database": check_database(), "broker": check_broker(settings), "workers": check_workers()}
+    failing = [name for name, check in checks.items() if check.status == "failing"]
+    report = {
+        "status": "unavailable" if failing else "ok",
+        "failing": failing,
+        "checks": {name: asdict(check) for name, check in checks.items()},
+    }
+    return report, 503 if failing else 200
+
+
+@blp.route("")
+class Health(MethodView):
+    @blp.doc(security=[])
+    @blp.response(200, HealthSchema, description="Every part works.")
+    @blp.alt_response(
+        503,
+        schema=HealthSchema,
+        description="A part is failing; `failing` names it.",
+        example={
+            "status": "unavailable",
+            "failing": ["database"],
+            "checks": {
+                "database": {"status": "failing", "detail": "SELECT 1 failed; see the server log"},
+                "broker": {"status": "ok", "detail": "embedded broker (no REDIS_URL): no server needed"},
+                "workers": {"status": "unknown", "detail": "no worker heartbeats are recorded yet"},
+            },
+        },
+    )
+    def get(self) -> tuple[dict[str, Any], int]:
+        """Health of the database, the broker and the workers
+
+        No token needed. 200 when every part works, 503 naming the failing parts otherwise. A part whose
+        state cannot be known (`unknown`) does not make the service unhealthy.
+        """
+        return health_report(api_state().settings)

@@ -1,0 +1,188 @@
+"""`/api/jobs`: create, list, show, edit, pause, resume and delete polling jobs, and read their history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from flask_smorest.pagination import PaginationParameters
+
+from api.blueprint import Blueprint
+from api.database import UnitOfWorkView, api_state, db_session
+from api.errors import documents_errors, domain_fields_as
+from api.schemas import (
+    LOCATION_HEADER,
+    MAX_ID,
+    EventQuerySchema,
+    EventSchema,
+    JobCreateSchema,
+    JobQuerySchema,
+    JobSchema,
+    JobUpdateSchema,
+)
+from teckochecker.models import JobEvent, PollingJob
+from teckochecker.services import jobs as job_service
+from teckochecker.services.events import list_events
+
+blp = Blueprint(
+    "jobs",
+    __name__,
+    url_prefix="/api/jobs",
+    description="Polling jobs: each watches OpenAI batches and starts one Keboola job when they have all finished.",
+)
+
+JOB_PATH = f"/<int(min=1, max={MAX_ID}):job_id>"
+JOB_ID_PARAMETER = [{"in": "path", "name": "job_id", "description": "The job's id.", "example": 1}]
+
+# The user guide's `curl -X POST …/api/jobs` body, verbatim.
+GUIDE_CREATE_EXAMPLE = {
+    "name": "Test job",
+    "batch_id": "batch_123",
+    "openai_secret_id": 1,
+    "keboola_secret_id": 2,
+    "keboola_stack_url": "https://connection.eu-central-1.keboola.com",
+    "keboola_component_id": "kds-team.app-custom-python",
+    "keboola_configuration_id": "123456",
+    "poll_interval_seconds": 120,
+}
+
+
+def _draft(data: dict[str, Any]) -> tuple[job_service.JobDraft, dict[str, str]]:
+    """The domain's draft, and the domain field names the client spelled differently (for error messages)."""
+    aliases: dict[str, str] = {}
+    if "batch_id" in data:
+        batch_ids = [data["batch_id"]]
+        aliases["batch_ids"] = "batch_id"
+    else:
+        batch_ids = data["batch_ids"]
+
+    def secret(field: str) -> int | str:
+        if f"{field}_id" in data:
+            aliases[field] = f"{field}_id"
+            return data[f"{field}_id"]
+        return data[field]
+
+    draft = job_service.JobDraft(
+        name=data["name"],
+        batch_ids=batch_ids,
+        openai_secret=secret("openai_secret"),
+        keboola_secret=secret("keboola_secret"),
+        keboola_stack_url=data["keboola_stack_url"],
+        keboola_component_id=data["keboola_component_id"],
+        keboola_configuration_id=data["keboola_configuration_id"],
+        poll_interval_seconds=data.get("poll_interval_seconds"),
+    )
+    return draft, aliases
+
+
+@blp.route("")
+class Jobs(UnitOfWorkView):
+    @blp.arguments(JobQuerySchema, location="query")
+    @blp.response(200, JobSchema(many=True))
+    @blp.paginate()
+    @documents_errors(blp, 401, 422)
+    def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> list[PollingJob]:
+        """List jobs, oldest first, optionally filtered by status and name
+
+        Paginated with `page` and `page_size` (at most 100); the `X-Pagination` header holds the totals.
+        """
+        session = db_session()
+        status, search = query.get("status"), query.get("q")
+        total = job_service.count_jobs(session, status=status, search=search)
+        pagination_parameters.item_count = total
+        if pagination_parameters.first_item >= total:
+            # Past the last page: nothing to fetch, and no huge OFFSET reaches the database.
+            return []
+        return job_service.list_jobs(
+            session,
+            status=status,
+            search=search,
+            limit=pagination_parameters.page_size,
+            offset=pagination_parameters.first_item,
+        )
+
+    @blp.arguments(JobCreateSchema, example=GUIDE_CREATE_EXAMPLE)
+    @blp.response(201, JobSchema, headers=LOCATION_HEADER)
+    @documents_errors(blp, 401, 422)
+    def post(self, data: dict[str, Any]) -> tuple[PollingJob, int, dict[str, str]]:
+        """Create a polling job; it is checked at once
+
+        Give `batch_id` or a `batch_ids` list, and each secret by id (`openai_secret_id`) or by name
+        (`openai_secret`).
+        """
+        draft, aliases = _draft(data)
+        with domain_fields_as(aliases):
+            job = job_service.create_job(db_session(), api_state().settings, draft)
+        return job, 201, {"Location": url_for("jobs.JobById", job_id=job.id)}
+
+
+@blp.route(JOB_PATH, parameters=JOB_ID_PARAMETER)
+class JobById(UnitOfWorkView):
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 404)
+    def get(self, job_id: int) -> PollingJob:
+        """Show a job with its batches, Keboola job and check times"""
+        return job_service.get_job(db_session(), job_id)
+
+    @blp.arguments(JobUpdateSchema, example={"poll_interval_seconds": 300})
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 404, 409, 422)
+    def patch(self, data: dict[str, Any], job_id: int) -> PollingJob:
+        """Edit an active, paused or failed job
+
+        Only the fields given change. 409 with `current_status` when the job can no longer be edited.
+        """
+        session = db_session()
+        job = job_service.get_job(session, job_id)
+        return job_service.update_job(session, api_state().settings, job, job_service.JobChanges(**data))
+
+    @blp.response(204)
+    @documents_errors(blp, 401, 404, 409)
+    def delete(self, job_id: int) -> None:
+        """Delete a job with its batches and history
+
+        409 while the job is starting its Keboola job.
+        """
+        session = db_session()
+        job_service.delete_job(session, job_service.get_job(session, job_id))
+
+
+@blp.route(f"{JOB_PATH}/pause", parameters=JOB_ID_PARAMETER)
+class JobPause(UnitOfWorkView):
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 404, 409)
+    def post(self, job_id: int) -> PollingJob:
+        """Pause an active job
+
+        409 with `current_status` when the job is not active.
+        """
+        session = db_session()
+        return job_service.pause_job(session, job_service.get_job(session, job_id))
+
+
+@blp.route(f"{JOB_PATH}/resume", parameters=JOB_ID_PARAMETER)
+class JobResume(UnitOfWorkView):
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 404, 409)
+    def post(self, job_id: int) -> PollingJob:
+        """Resume a paused job, or a failed one whose Keboola job was never started
+
+        The job is checked at once. 409 with `current_status` otherwise.
+        """
+        session = db_session()
+        return job_service.resume_job(session, job_service.get_job(session, job_id))
+
+
+@blp.route(f"{JOB_PATH}/events", parameters=JOB_ID_PARAMETER)
+class JobEvents(UnitOfWorkView):
+    @blp.arguments(EventQuerySchema, location="query")
+    @blp.response(200, EventSchema(many=True))
+    @documents_errors(blp, 401, 404, 422)
+    def get(self, query: dict[str, Any], job_id: int) -> list[JobEvent]:
+        """A job's history, newest first
+
+        For older events pass the last `id` you received as `before_id`; an empty list means the start.
+        """
+        session = db_session()
+        job = job_service.get_job(session, job_id)
+        return list_events(session, job.id, limit=query["limit"], before_id=query.get("before_id"))

@@ -1,0 +1,297 @@
+"""Marshmallow schemas: the shapes the API reads and writes, documented in the OpenAPI spec.
+
+Schemas check only the shape of input (types, required fields, which alternatives were given) and what the
+database driver could not take at all (ids beyond 32 bits, NUL bytes, lone surrogates). The rules (name
+lengths, batch ids, intervals, trusted Keboola hosts, secret types) stay in the domain services, so the API
+and the CLI refuse exactly the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow.utils import missing
+
+from teckochecker.models import JobStatus, SecretType
+
+# Ids are 32-bit integers in the database; larger numbers could never match and would overflow the driver.
+MAX_ID = 2**31 - 1
+ID_RANGE = validate.Range(min=1, max=MAX_ID)
+SEARCH_MAX_LENGTH = 255
+EVENTS_DEFAULT_LIMIT = 50
+EVENTS_MAX_LIMIT = 100
+# How a 201 documents the header that points at the new resource.
+LOCATION_HEADER = {"Location": {"description": "The new resource's URL.", "schema": {"type": "string"}}}
+
+
+class Text(fields.String):
+    """A string the database can store. Lone surrogates cannot be encoded for the database or the vault, so
+    they are refused here. `printable_only` is for values the domain passes straight into a query (a search,
+    a secret's name): PostgreSQL refuses NUL bytes, and no stored name contains a control character."""
+
+    default_error_messages = {  # noqa: RUF012 (marshmallow merges this class attribute, never mutates it)
+        "encoding": "Must be valid Unicode text.",
+        "printable": "Must not contain control characters.",
+    }
+
+    def __init__(self, *, printable_only: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.printable_only = printable_only
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.make_error("encoding") from None
+        if self.printable_only and not text.isprintable():
+            raise self.make_error("printable")
+        return text
+
+
+class SameObject(fields.Nested):
+    """Nests fields read from the parent object itself (a batch's request counts are columns of the batch)."""
+
+    def get_value(self, obj: Any, attr: str, accessor: Any = None, default: Any = missing) -> Any:
+        return obj
+
+
+def _example(value: Any, description: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"example": value}
+    if description:
+        metadata["description"] = description
+    return metadata
+
+
+def _exactly_one(data: dict[str, Any], first: str, second: str, what: str) -> dict[str, list[str]]:
+    given = [name for name in (first, second) if name in data]
+    if len(given) == 1:
+        return {}
+    problem = "give only one of" if given else "give one of"
+    message = f"{problem} {first} or {second} ({what})"
+    return {first: [message], second: [message]}
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+
+class ErrorSchema(Schema):
+    """Every error the API returns, from a 401 to a 500, has this shape."""
+
+    code = fields.Integer(required=True, metadata=_example(422, "The HTTP status code."))
+    status = fields.String(required=True, metadata=_example("Unprocessable Entity", "The HTTP status name."))
+    message = fields.String(
+        required=True, metadata=_example("Invalid input: json.poll_interval_seconds", "What went wrong.")
+    )
+    errors = fields.Dict(
+        metadata=_example(
+            {"json": {"poll_interval_seconds": ["must be between 30 and 3600 seconds, got 5"]}},
+            "Details. Invalid input: {location: {field: [messages]}}. A status conflict: {current_status: …}.",
+        )
+    )
+
+
+# --- health and stats ---------------------------------------------------------------------------------
+
+
+class ComponentHealthSchema(Schema):
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["ok", "failing", "unknown"]),
+        metadata=_example("ok", "`failing` makes the whole service unhealthy; `unknown` does not."),
+    )
+    detail = fields.String(required=True, metadata=_example("SELECT 1 answered"))
+
+
+class HealthChecksSchema(Schema):
+    database = fields.Nested(ComponentHealthSchema, required=True)
+    broker = fields.Nested(ComponentHealthSchema, required=True)
+    workers = fields.Nested(ComponentHealthSchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "unavailable"]), metadata=_example("ok"))
+    failing = fields.List(fields.String(), required=True, metadata=_example([], "The names of the failing checks."))
+    checks = fields.Nested(HealthChecksSchema, required=True)
+
+
+class CountsByStatusSchema(Schema):
+    total = fields.Integer(required=True, metadata=_example(3))
+    by_status = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), required=True, metadata=_example({"active": 2, "paused": 1})
+    )
+
+
+class RecentActivitySchema(Schema):
+    checks = fields.Integer(required=True, metadata=_example(42, "Checks that found a change, last hour."))
+    keboola_triggers = fields.Integer(required=True, metadata=_example(1, "Keboola jobs started, last hour."))
+
+
+class StatsSchema(Schema):
+    jobs = fields.Nested(CountsByStatusSchema, required=True)
+    batches = fields.Nested(CountsByStatusSchema, required=True)
+    secrets = fields.Integer(required=True, metadata=_example(2, "How many secrets are stored."))
+    last_hour = fields.Nested(RecentActivitySchema, required=True)
+    uptime_seconds = fields.Float(required=True, metadata=_example(8100.5, "Seconds since this API started."))
+    started_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+
+# --- secrets --------------------------------------------------------------------------------------------
+
+
+class SecretCreateSchema(Schema):
+    name = Text(required=True, metadata=_example("openai-prod", "Unique name, 1–255 characters."))
+    type = Text(
+        required=True,
+        metadata={**_example("openai"), "enum": [member.value for member in SecretType]},
+    )
+    # load_only: the value goes in and is never written back, not even inside an error message.
+    value = Text(
+        required=True,
+        load_only=True,
+        metadata=_example("sk-...", "The API key or token. Write-only: no response ever contains it."),
+    )
+
+
+class SecretSchema(Schema):
+    id = fields.Integer(required=True, metadata=_example(1))
+    name = fields.String(required=True, metadata=_example("openai-prod"))
+    type = fields.String(
+        required=True,
+        validate=validate.OneOf([member.value for member in SecretType]),
+        metadata=_example("openai"),
+    )
+    created_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+    updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+
+# --- jobs -------------------------------------------------------------------------------------------------
+
+
+class SecretReferenceSchema(Schema):
+    id = fields.Integer(required=True, metadata=_example(1))
+    name = fields.String(required=True, metadata=_example("openai-prod"))
+
+
+class RequestCountsSchema(Schema):
+    total = fields.Integer(required=True, attribute="request_total", metadata=_example(1000))
+    completed = fields.Integer(required=True, attribute="request_completed", metadata=_example(990))
+    failed = fields.Integer(required=True, attribute="request_failed", metadata=_example(10))
+
+
+class BatchSchema(Schema):
+    batch_id = fields.String(required=True, metadata=_example("batch_abc123"))
+    status = fields.String(
+        required=True,
+        metadata=_example("in_progress", "OpenAI's batch status, `pending` before the first check, `not_found`."),
+    )
+    request_counts = SameObject(RequestCountsSchema, required=True)
+    output_file_id = fields.String(required=True, allow_none=True, metadata=_example("file-abc"))
+    error_file_id = fields.String(required=True, allow_none=True, metadata=_example(None))
+    finished_at = fields.DateTime(required=True, allow_none=True, metadata=_example(None))
+    updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+
+class JobSchema(Schema):
+    """A polling job as `job show --json` prints it: its batches, its Keboola job, its check times."""
+
+    id = fields.Integer(required=True, metadata=_example(1))
+    name = fields.String(required=True, metadata=_example("My batch job"))
+    status = fields.String(
+        required=True, validate=validate.OneOf([member.value for member in JobStatus]), metadata=_example("active")
+    )
+    openai_secret = fields.Nested(SecretReferenceSchema, required=True)
+    keboola_secret = fields.Nested(SecretReferenceSchema, required=True)
+    keboola_stack_url = fields.String(required=True, metadata=_example("https://connection.eu-central-1.keboola.com"))
+    keboola_component_id = fields.String(required=True, metadata=_example("kds-team.app-custom-python"))
+    keboola_configuration_id = fields.String(required=True, metadata=_example("123456"))
+    poll_interval_seconds = fields.Integer(required=True, metadata=_example(120))
+    batches = fields.List(fields.Nested(BatchSchema), required=True)
+    keboola_job_id = fields.String(required=True, allow_none=True, metadata=_example(None))
+    keboola_job_status = fields.String(required=True, allow_none=True, metadata=_example(None))
+    last_check_at = fields.DateTime(required=True, allow_none=True, metadata=_example(None))
+    next_check_at = fields.DateTime(required=True, allow_none=True, metadata=_example("2026-01-01T12:02:00+00:00"))
+    created_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+    updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+    completed_at = fields.DateTime(required=True, allow_none=True, metadata=_example(None))
+    last_error = fields.String(required=True, allow_none=True, metadata=_example(None))
+
+
+_POLL_INTERVAL_HELP = "Seconds between checks, MIN_POLL_INTERVAL–MAX_POLL_INTERVAL (30–3600 unless configured)."
+_STACK_URL_HELP = "https://, on a host under keboola.com or listed in KEBOOLA_ALLOWED_HOSTS."
+
+
+class JobCreateSchema(Schema):
+    """Secrets may be given by id or by name; batches as one `batch_id` or a `batch_ids` list."""
+
+    name = Text(required=True, metadata=_example("Test job", "1–255 characters."))
+    batch_id = Text(metadata=_example("batch_123", "One OpenAI batch id. Give this or `batch_ids`."))
+    batch_ids = fields.List(
+        Text(),
+        metadata=_example(["batch_123", "batch_456"], "Several batch ids (up to MAX_BATCHES_PER_JOB)."),
+    )
+    openai_secret_id = fields.Integer(strict=True, validate=ID_RANGE, metadata=_example(1))
+    openai_secret = Text(
+        printable_only=True, metadata=_example("openai-prod", "The OpenAI secret's name, instead of its id.")
+    )
+    keboola_secret_id = fields.Integer(strict=True, validate=ID_RANGE, metadata=_example(2))
+    keboola_secret = Text(
+        printable_only=True, metadata=_example("keboola-prod", "The Keboola secret's name, instead of its id.")
+    )
+    keboola_stack_url = Text(
+        required=True, metadata=_example("https://connection.eu-central-1.keboola.com", _STACK_URL_HELP)
+    )
+    keboola_component_id = Text(required=True, metadata=_example("kds-team.app-custom-python"))
+    keboola_configuration_id = Text(required=True, metadata=_example("123456"))
+    poll_interval_seconds = fields.Integer(
+        strict=True, metadata=_example(120, _POLL_INTERVAL_HELP + " Default DEFAULT_POLL_INTERVAL.")
+    )
+
+    @validates_schema
+    def _one_of_each(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        problems = {
+            **_exactly_one(data, "batch_id", "batch_ids", "the batches to watch"),
+            **_exactly_one(data, "openai_secret_id", "openai_secret", "the OpenAI secret"),
+            **_exactly_one(data, "keboola_secret_id", "keboola_secret", "the Keboola secret"),
+        }
+        if problems:
+            raise ValidationError(problems)
+
+
+class JobUpdateSchema(Schema):
+    """Only the fields given change. A job that has finished or is starting its Keboola job cannot change."""
+
+    name = Text(metadata=_example("Renamed job"))
+    poll_interval_seconds = fields.Integer(strict=True, metadata=_example(300, _POLL_INTERVAL_HELP))
+    keboola_stack_url = Text(metadata=_example("https://connection.keboola.com", _STACK_URL_HELP))
+    keboola_component_id = Text(metadata=_example("kds-team.app-custom-python"))
+    keboola_configuration_id = Text(metadata=_example("654321"))
+
+
+class JobQuerySchema(Schema):
+    status = fields.Enum(JobStatus, by_value=True, metadata={"description": "Only jobs in this status."})
+    q = Text(
+        printable_only=True,
+        validate=validate.Length(max=SEARCH_MAX_LENGTH),
+        metadata=_example("nightly", "Only jobs whose name contains this text (case-insensitive)."),
+    )
+
+
+class EventSchema(Schema):
+    id = fields.Integer(required=True, metadata=_example(7))
+    kind = fields.String(required=True, metadata=_example("paused"))
+    message = fields.String(required=True, metadata=_example("Job paused"))
+    created_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+
+class EventQuerySchema(Schema):
+    limit = fields.Integer(
+        load_default=EVENTS_DEFAULT_LIMIT,
+        validate=validate.Range(min=1, max=EVENTS_MAX_LIMIT),
+        metadata={"description": "How many events to return, newest first."},
+    )
+    before_id = fields.Integer(
+        validate=ID_RANGE,
+        metadata={"description": "Only events older than this event id: pass the last id of the previous page."},
+    )

@@ -1,0 +1,68 @@
+"""`/api/admin/secrets`: store, list and delete encrypted secrets. A value goes in and never comes out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from flask_smorest import Page
+
+from api.blueprint import Blueprint
+from api.database import UnitOfWorkView, api_state, db_session
+from api.errors import documents_errors
+from api.schemas import LOCATION_HEADER, MAX_ID, SecretCreateSchema, SecretSchema
+from teckochecker.models import Secret
+from teckochecker.services import secrets as secret_service
+
+blp = Blueprint(
+    "secrets",
+    __name__,
+    url_prefix="/api/admin/secrets",
+    description="Encrypted OpenAI keys and Keboola tokens. Values are write-only: no response contains them.",
+)
+
+
+@blp.route("")
+class Secrets(UnitOfWorkView):
+    @blp.response(200, SecretSchema(many=True))
+    # Installations hold a handful of secrets, so the page is cut from the full list.
+    @blp.paginate(Page)
+    @documents_errors(blp, 401)
+    def get(self) -> list[Secret]:
+        """List secrets (names and types, never values)"""
+        return secret_service.list_secrets(db_session())
+
+    @blp.arguments(SecretCreateSchema, example={"name": "openai-test", "type": "openai", "value": "sk-..."})
+    @blp.response(201, SecretSchema, headers=LOCATION_HEADER)
+    @documents_errors(blp, 401, 409, 422, 503)
+    def post(self, data: dict[str, Any]) -> tuple[Secret, int, dict[str, str]]:
+        """Store a secret, encrypted with SECRET_KEY
+
+        409 when the name is taken; 503 when the server has no SECRET_KEY.
+        """
+        secret = secret_service.add_secret(
+            db_session(), api_state().vault, name=data["name"], type=data["type"], value=data["value"]
+        )
+        return secret, 201, {"Location": url_for("secrets.SecretById", secret_id=secret.id)}
+
+
+@blp.route(
+    f"/<int(min=1, max={MAX_ID}):secret_id>",
+    parameters=[{"in": "path", "name": "secret_id", "description": "The secret's id.", "example": 1}],
+)
+class SecretById(UnitOfWorkView):
+    @blp.response(200, SecretSchema)
+    @documents_errors(blp, 401, 404)
+    def get(self, secret_id: int) -> Secret:
+        """Show a secret (never its value)"""
+        return secret_service.get_secret(db_session(), secret_id)
+
+    @blp.response(204)
+    @documents_errors(blp, 401, 404, 409)
+    def delete(self, secret_id: int) -> None:
+        """Delete a secret no job uses
+
+        409 naming the jobs that still use it: delete those jobs first.
+        """
+        session = db_session()
+        secret_service.delete_secret(session, secret_service.get_secret(session, secret_id))
