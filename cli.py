@@ -15,6 +15,7 @@ from commands.doctor import doctor
 from commands.engine import beat, worker
 from commands.flower import flower
 from commands.job import job_group
+from commands.probe import probe_group
 from commands.secret import secret_group
 from commands.service import start, status, stop
 from commands.simulate import simulate
@@ -73,6 +74,7 @@ for command in (
     flower,
     simulate,
     demo,
+    probe_group,
 ):
     main.add_command(command)
 

@@ -45,6 +45,8 @@ class Settings:
     keboola_allowed_hosts: tuple[str, ...] = ()
     allow_insecure_endpoints: bool = False
     flower_basic_auth: str | None = None
+    worker_heartbeat_file: str = "/tmp/teckochecker-worker.heartbeat"
+    metrics_port: int | None = None
     env_file: str | None = field(default=None, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -175,6 +177,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "KEBOOLA_ALLOWED_HOSTS": _comma_list,
     "ALLOW_INSECURE_ENDPOINTS": _boolean,
     "FLOWER_BASIC_AUTH": _basic_auth,
+    "WORKER_HEARTBEAT_FILE": lambda key, raw: raw.strip(),
+    "METRICS_PORT": lambda key, raw: _port(key, raw) if raw.strip() else None,
 }
 
 ENVIRONMENT_KEYS: tuple[str, ...] = tuple(_PARSERS)

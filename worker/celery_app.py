@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
+from worker.heartbeat import HeartbeatFile
+
 
 def create_celery_app() -> Celery:
     # Creating the app opens no connection; settings are read from celeryconfig when first needed.
     app = Celery("teckochecker", include=["worker.tasks"])
     app.config_from_object("celeryconfig")
+    app.steps["consumer"].add(HeartbeatFile)
     return app
 
 
