@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -15,12 +16,15 @@ from api.blueprint import Blueprint
 from api.database import api_state
 from api.schemas import HealthSchema
 from teckochecker.config import Settings
+from teckochecker.db import utcnow
+from teckochecker.services.workers import any_worker_recorded, workers_seen_since
 
 logger = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__, url_prefix="/api/health", description="Liveness of the API and its parts.")
 
 BROKER_TIMEOUT_SECONDS = 3
+WORKER_SILENCE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,20 @@ def check_broker(settings: Settings) -> ComponentHealth:
 
 
 def check_workers() -> ComponentHealth:
-    # Nothing records worker heartbeats yet; until the engine does, the API cannot tell and says so.
-    return ComponentHealth("unknown", "no worker heartbeats are recorded yet")
+    """Workers write a heartbeat row every few seconds; silence for WORKER_SILENCE means none is working."""
+    try:
+        with api_state().sessions() as session:
+            seen = workers_seen_since(session, utcnow() - WORKER_SILENCE)
+            recorded = seen or any_worker_recorded(session)
+    except SQLAlchemyError as exc:
+        logger.warning("health: worker heartbeat check failed: %s", exc)
+        return ComponentHealth("unknown", "worker heartbeats could not be read")
+    if seen:
+        return ComponentHealth("ok", f"{len(seen)} worker(s) reported in the last {WORKER_SILENCE.seconds} s")
+    if not recorded:
+        # A fresh installation whose workers have not started yet, or an API deployed on its own.
+        return ComponentHealth("unknown", "no worker has reported yet")
+    return ComponentHealth("failing", f"no worker has reported in the last {WORKER_SILENCE.seconds} s")
 
 
 def health_report(settings: Settings) -> tuple[dict[str, Any], int]:

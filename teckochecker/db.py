@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+CONNECT_TIMEOUT_SECONDS = 10
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -53,7 +55,8 @@ def make_engine(database_url: str, **options: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **options)
+    # A database host that does not answer fails fast instead of hanging a health check or a worker.
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **options)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -159,3 +159,12 @@ class JobEvent(Base):
 
     def __repr__(self) -> str:
         return f"JobEvent(job_id={self.job_id!r}, kind={self.kind!r})"
+
+
+class WorkerHeartbeat(Base):
+    """When each worker last reported: lets the API's health check see workers on other machines."""
+
+    __tablename__ = "worker_heartbeats"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,18 +1,26 @@
-"""A file the worker touches every few seconds: a liveness signal that costs nothing to read.
+"""The worker's heartbeats: a local file for container liveness probes, a database row for the fleet.
 
 A Celery ping per probe costs seconds of CPU and fails for every worker at once when the broker
-blinks; a stale heartbeat file means this worker's consumer has stopped running its timers.
+blinks; a stale heartbeat file means this worker's consumer has stopped running its timers. The row in
+`worker_heartbeats` lets the API's health check, on another machine, see that workers are alive.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
+from sqlalchemy.exc import SQLAlchemyError
 
 from teckochecker.config import load_settings
+from teckochecker.db import session_scope, utcnow
+from teckochecker.services.workers import record_heartbeat
+from worker.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY_SECONDS = 10.0
 
@@ -25,13 +33,18 @@ class HeartbeatFile(bootsteps.StartStopStep):
         self.path = Path(load_settings().worker_heartbeat_file)
         self.timer_entry: Any = None
 
-    def _touch(self) -> None:
+    def _beat(self, hostname: str) -> None:
         with contextlib.suppress(OSError):
             self.path.touch()
+        try:
+            with session_scope(get_runtime().sessions) as session:
+                record_heartbeat(session, hostname, utcnow())
+        except SQLAlchemyError as error:
+            logger.warning("could not record the worker heartbeat: %s", error)
 
     def start(self, consumer: Any) -> None:
-        self._touch()
-        self.timer_entry = consumer.timer.call_repeatedly(HEARTBEAT_EVERY_SECONDS, self._touch)
+        self._beat(consumer.hostname)
+        self.timer_entry = consumer.timer.call_repeatedly(HEARTBEAT_EVERY_SECONDS, self._beat, (consumer.hostname,))
 
     def stop(self, consumer: Any) -> None:
         if self.timer_entry is not None:

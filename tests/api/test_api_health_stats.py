@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from teckochecker.config import Settings
 from teckochecker.db import utcnow
 from teckochecker.models import JobBatch, JobEvent, JobStatus, PollingJob
+from teckochecker.services.workers import record_heartbeat
 from tests.api.conftest import GUIDE_JOB
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -26,9 +27,26 @@ def test_healthy(anonymous: FlaskClient) -> None:
         "checks": {
             "database": {"status": "ok", "detail": "SELECT 1 answered"},
             "broker": {"status": "ok", "detail": "embedded broker (no REDIS_URL): no server needed"},
-            "workers": {"status": "unknown", "detail": "no worker heartbeats are recorded yet"},
+            "workers": {"status": "unknown", "detail": "no worker has reported yet"},
         },
     }
+
+
+def test_workers_are_seen_through_their_heartbeats(anonymous: FlaskClient, session) -> None:
+    record_heartbeat(session, "celery@worker-1", utcnow() - timedelta(seconds=5))
+    record_heartbeat(session, "celery@worker-2", utcnow() - timedelta(minutes=5))
+    session.commit()
+    response = anonymous.get("/api/health")
+    assert response.status_code == 200
+    assert response.json["checks"]["workers"] == {"status": "ok", "detail": "1 worker(s) reported in the last 60 s"}
+
+
+def test_silent_workers_make_it_unavailable(anonymous: FlaskClient, session) -> None:
+    record_heartbeat(session, "celery@worker-1", utcnow() - timedelta(minutes=2))
+    session.commit()
+    response = anonymous.get("/api/health")
+    assert response.status_code == 503
+    assert response.json["failing"] == ["workers"]
 
 
 def test_redis_is_pinged_when_configured(app_factory: Any, settings: Settings) -> None:

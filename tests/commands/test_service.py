@@ -123,7 +123,8 @@ def test_start_status_a_job_then_stop(installation, simulator) -> None:
     assert "🟢 Running" in running.stdout
     mode = "embedded" if "REDIS_URL" not in installation.environment else "server"
     assert f"│ Mode           │ {mode}" in running.stdout
-    assert requests.get(f"http://127.0.0.1:{installation.port}/api/health", timeout=5).status_code == 200
+    health = requests.get(f"http://127.0.0.1:{installation.port}/api/health", timeout=5)
+    assert health.status_code == 200 and health.json()["checks"]["workers"]["status"] == "ok"
 
     simulator.control.create_batch(batch_id="batch_service", final_status="completed", duration=2)
     installation.create_job("batch_service", "svc", simulator.stack_url)
