@@ -30,6 +30,7 @@ from commands.tables import render_table, success
 from teckochecker.config import Settings
 from teckochecker.db import redact_url
 from teckochecker.models import JobStatus, PollingJob
+from teckochecker.schema import upgrade_to_head
 
 EXIT_STOPPED = 3
 DAEMON_READY_TIMEOUT = 60.0
@@ -81,6 +82,8 @@ def start(app: AppContext, host: str | None, port: int | None, reload: bool, dae
         _start_daemon(settings, host, port, reload, api_url)
         return
     logging.basicConfig(level=settings.log_level, format="[%(asctime)s: %(levelname)s/supervisor] %(message)s")
+    # `start` is the whole installation on one machine: it brings the schema up to date itself.
+    upgrade_to_head(settings.database_url)
     click.echo(f"Starting TeckoChecker in {mode_of(settings)} mode: API on {api_url}, a worker and beat.")
     click.echo(f"Swagger documentation: {api_url}/docs   ReDoc: {api_url}/redoc   Press Ctrl-C to stop.")
     code = Supervisor(child_commands(host, port), api_url, reload=reload).run()
