@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -10,21 +9,12 @@ from gunicorn.app.base import BaseApplication
 
 from commands.context import AppContext, pass_app
 from teckochecker.config import Settings
+from teckochecker.services.validation import is_loopback
 
 if TYPE_CHECKING:
     from flask import Flask
 
 DEFAULT_WORKERS = 2
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def bind_address(host: str, port: int) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from commands.api import is_loopback
 from commands.context import AppContext, pass_app
+from teckochecker.services.validation import is_loopback
 
 
 @click.command("flower")

@@ -110,8 +110,8 @@ class PollingJob(Base):
     # job you may have started before starting another one".
     trigger_attempted_at: Mapped[datetime | None]
 
-    openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="joined")
-    keboola_secret: Mapped[Secret] = relationship(foreign_keys=[keboola_secret_id], lazy="joined")
+    openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="selectin")
+    keboola_secret: Mapped[Secret] = relationship(foreign_keys=[keboola_secret_id], lazy="selectin")
     batches: Mapped[list[JobBatch]] = relationship(
         back_populates="job", order_by="JobBatch.id", cascade="all, delete-orphan", passive_deletes=True
     )

@@ -14,6 +14,7 @@ NAME_MAX_LENGTH = 255
 BATCH_ID_PATTERN = re.compile(r"^batch_[A-Za-z0-9_-]+$")
 KEBOOLA_DOMAIN = "keboola.com"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+STACK_URL_MAX_LENGTH = 2048
 
 
 def validate_name(field: str, value: str | None, *, what: str) -> str:
@@ -67,7 +68,9 @@ def validate_keboola_id(field: str, value: str | None, *, what: str) -> str:
     return identifier
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1 (brackets allowed): addresses only this machine can reach."""
+    host = host.strip().strip("[]").lower()
     if host in LOOPBACK_NAMES:
         return True
     try:
@@ -81,6 +84,8 @@ def validate_stack_url(field: str, value: str | None, settings: Settings) -> str
     url = (value or "").strip().rstrip("/")
     if not url:
         raise ValidationError(field, "the Keboola stack URL must not be empty")
+    if len(url) > STACK_URL_MAX_LENGTH:
+        raise ValidationError(field, f"must be at most {STACK_URL_MAX_LENGTH} characters, got {len(url)}")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -100,16 +105,10 @@ def validate_stack_url(field: str, value: str | None, settings: Settings) -> str
             field,
             "must use https, since it receives a Keboola token (http needs ALLOW_INSECURE_ENDPOINTS=true)",
         )
-    if _is_loopback(host):
+    if is_loopback(host):
         if not insecure_allowed:
-            raise ValidationError(
-                field, f"loopback host {host!r} is accepted only with ALLOW_INSECURE_ENDPOINTS=true"
-            )
-    elif not (
-        host == KEBOOLA_DOMAIN
-        or host.endswith("." + KEBOOLA_DOMAIN)
-        or host in settings.keboola_allowed_hosts
-    ):
+            raise ValidationError(field, f"loopback host {host!r} is accepted only with ALLOW_INSECURE_ENDPOINTS=true")
+    elif not (host == KEBOOLA_DOMAIN or host.endswith("." + KEBOOLA_DOMAIN) or host in settings.keboola_allowed_hosts):
         raise ValidationError(
             field,
             f"host {host!r} is not a Keboola stack: it must end in .{KEBOOLA_DOMAIN} or be listed in "

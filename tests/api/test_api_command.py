@@ -6,9 +6,10 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
 
-from commands.api import ApiServer, api, bind_address, is_loopback
+from commands.api import ApiServer, api, bind_address
 from commands.context import AppContext
 from teckochecker.config import Settings
+from teckochecker.services.validation import is_loopback
 
 
 @pytest.fixture
