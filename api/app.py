@@ -9,6 +9,7 @@ from api.database import init_database
 from api.errors import JsonErrorsApi, register_error_handlers
 from api.health import blp as health_blp
 from api.jobs import blp as jobs_blp
+from api.metrics import init_metrics
 from api.secrets import blp as secrets_blp
 from api.stats import blp as stats_blp
 from teckochecker.config import Settings
@@ -48,7 +49,9 @@ def create_app(settings: Settings) -> Flask:
     )
     init_database(app, settings)
 
-    # Order matters: a CORS preflight is answered before the token check, which runs before reading a body.
+    # Order matters: timing starts first; a CORS preflight is answered before the token check, which runs
+    # before reading a body.
+    init_metrics(app)
     app.before_request(cors.answer_preflight)
     app.before_request(guards.require_bearer_token)
     app.before_request(guards.require_json_body)

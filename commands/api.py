@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -65,6 +69,7 @@ def api(app: AppContext, host: str | None, port: int | None, workers: int) -> No
             )
         click.echo("Warning: API_TOKEN is not set, so the API asks for no token; listening on loopback only.", err=True)
     address = bind_address(host, port)
+    _prepare_multiprocess_metrics()
     click.echo(f"TeckoChecker API on http://{address} (documentation at /docs)")
     ApiServer(
         settings,
@@ -75,5 +80,20 @@ def api(app: AppContext, host: str | None, port: int | None, workers: int) -> No
             "accesslog": "-",
             "errorlog": "-",
             "loglevel": settings.log_level.lower(),
+            "child_exit": _forget_worker_metrics,
         },
     ).run()
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Give gunicorn's workers a shared folder for their metrics, before any of them imports prometheus_client."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = tempfile.mkdtemp(prefix="teckochecker-api-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def _forget_worker_metrics(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 import requests
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from commands.context import AppContext, pass_app
@@ -29,8 +28,9 @@ from commands.supervisor import (
 from commands.tables import render_table, success
 from teckochecker.config import Settings
 from teckochecker.db import redact_url
-from teckochecker.models import JobStatus, PollingJob
+from teckochecker.models import JobStatus
 from teckochecker.schema import upgrade_to_head
+from teckochecker.services.stats import jobs_by_status
 
 EXIT_STOPPED = 3
 DAEMON_READY_TIMEOUT = 60.0
@@ -143,11 +143,11 @@ def _uptime(record: ServiceRecord) -> str:
 def _job_counts(app: AppContext) -> tuple[dict[str, int], str]:
     try:
         with app.session() as session:
-            rows = session.execute(select(PollingJob.status, func.count()).group_by(PollingJob.status)).all()
+            counts = jobs_by_status(session)
     except SQLAlchemyError as error:
         detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         return {}, f"🔴 Unreachable: {detail}"
-    return {status: count for status, count in rows}, f"🟢 Connected ({redact_url(app.settings.database_url)})"
+    return counts, f"🟢 Connected ({redact_url(app.settings.database_url)})"
 
 
 def _broker_and_workers(settings: Settings) -> tuple[str, str]:

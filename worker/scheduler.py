@@ -15,16 +15,21 @@ from celery.beat import Scheduler
 
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.scheduling import CHECK, DISPATCH_BATCH_LIMIT, Dispatch, claim_due_jobs
+from teckochecker.services.stats import jobs_by_status
+from worker import metrics
 from worker.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
+CENSUS_EVERY_SECONDS = 15.0
 
 
 class DispatchScheduler(Scheduler):
     def setup_schedule(self) -> None:
         super().setup_schedule()
+        metrics.serve_metrics(get_runtime().settings.metrics_port, "beat")
+        self._next_census = 0.0
         self._next_dispatch = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
@@ -39,6 +44,7 @@ class DispatchScheduler(Scheduler):
                 0.0 if claimed >= DISPATCH_BATCH_LIMIT else DISPATCH_EVERY_SECONDS
             )
         self._log_summary()
+        self._count_jobs()
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
     def dispatch(self) -> int:
@@ -57,7 +63,9 @@ class DispatchScheduler(Scheduler):
         with self.app.producer_or_acquire() as producer:
             for dispatch in dispatches:
                 self._send(dispatch, producer, send_check, send_trigger)
-                self._worst_lag = max(self._worst_lag, (now - dispatch.planned_at).total_seconds())
+                lag = (now - dispatch.planned_at).total_seconds()
+                metrics.SCHEDULING_LAG.observe(lag)
+                self._worst_lag = max(self._worst_lag, lag)
         return len(dispatches)
 
     def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
@@ -67,9 +75,24 @@ class DispatchScheduler(Scheduler):
             else:
                 send_trigger(dispatch.job_id, dispatch.lease_token, producer=producer)
             self._sent += 1
+            metrics.DISPATCHED.labels(dispatch.action).inc()
         except Exception:
             # The claim stands; its lease expires and the job is handed out again.
             logger.exception("could not send %s for job %s", dispatch.action, dispatch.job_id)
+
+    def _count_jobs(self) -> None:
+        """Refresh the jobs-by-status gauge now and then: one grouped count, cheap on the status index."""
+        if time.monotonic() < self._next_census:
+            return
+        self._next_census = time.monotonic() + CENSUS_EVERY_SECONDS
+        try:
+            with session_scope(get_runtime().sessions) as session:
+                counts = jobs_by_status(session)
+        except Exception:
+            logger.exception("could not count jobs by status")
+            return
+        for status, count in counts.items():
+            metrics.JOBS.labels(status).set(count)
 
     def _log_summary(self) -> None:
         if time.monotonic() < self._next_summary:

@@ -16,6 +16,7 @@ from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, retry_wait
 from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
+from worker import metrics
 from worker.celery_app import app
 from worker.runtime import get_runtime
 
@@ -42,6 +43,7 @@ def _handle_transient(
         defer(runtime.sessions, job_id, token, utcnow() + timedelta(seconds=wait), str(error))
         return
     if extend(runtime.sessions, job_id, token, timedelta(seconds=wait)):
+        metrics.RETRIES.labels(task.name).inc()
         logger.info("job %s: %s; retry %s in %.1fs", job_id, error, attempt + 1, wait)
         # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
         # it stays valid exactly as long as the lease just extended for it.
@@ -56,8 +58,10 @@ def check_job(self: Task, job_id: int) -> None:
     lease_token = self.request.id
     runtime = get_runtime()
     try:
-        outcome = checking.run_check(runtime.sessions, runtime.vault, runtime.openai_client, job_id, lease_token)
+        with metrics.CHECK_DURATION.time():
+            outcome = checking.run_check(runtime.sessions, runtime.vault, runtime.openai_client, job_id, lease_token)
     except TransientError as error:
+        metrics.CHECKS.labels(checking.TRANSIENT).inc()
         _handle_transient(
             self,
             error,
@@ -68,6 +72,7 @@ def check_job(self: Task, job_id: int) -> None:
             defer=checking.defer_check,
         )
         return
+    metrics.CHECKS.labels(outcome.outcome).inc()
     if outcome.trigger_token is not None:
         send_trigger(job_id, outcome.trigger_token)
 
@@ -78,8 +83,9 @@ def trigger_keboola(self: Task, job_id: int) -> None:
     lease_token = self.request.id
     runtime = get_runtime()
     try:
-        triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
+        outcome = triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
     except TransientError as error:
+        metrics.TRIGGERS.labels("transient_error").inc()
         _handle_transient(
             self,
             error,
@@ -89,6 +95,8 @@ def trigger_keboola(self: Task, job_id: int) -> None:
             give_up=triggering.give_up_trigger,
             defer=triggering.defer_trigger,
         )
+        return
+    metrics.TRIGGERS.labels(outcome).inc()
 
 
 def send_check(job_id: int, lease_token: str, expires: float, **options: Any) -> None:

@@ -34,12 +34,20 @@ OpenAIClientFactory = Callable[[str], OpenAIBatchClient]
 AUTH_STATUSES = frozenset({401, 403})
 
 
+SKIPPED = "skipped"
+CHECKED = "checked"
+ALL_FINISHED = "all_finished"
+REFUSED = "refused"
+TRANSIENT = "transient_error"
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     """What the check led to. `trigger_token` is set when the job just moved to `triggering`."""
 
     ran: bool
     trigger_token: str | None = None
+    outcome: str = CHECKED
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ def run_check(
     """Check one job under the lease `token`. Raises TransientError when OpenAI should be asked again."""
     with session_scope(sessions) as session:
         if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.ACTIVE.value):
-            return CheckOutcome(ran=False)
+            return CheckOutcome(ran=False, outcome=SKIPPED)
         job = _load(session, job_id)
         pending = [batch.batch_id for batch in job.batches if batch.status not in BATCH_TERMINAL_STATUSES]
         key = reveal_secret(session, vault, job.openai_secret_id)
@@ -114,7 +122,7 @@ def run_check(
         if clock() - renewed_at > leases.RUN_LEASE / 3:
             with session_scope(sessions) as session:
                 if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.ACTIVE.value):
-                    return CheckOutcome(ran=False)
+                    return CheckOutcome(ran=False, outcome=SKIPPED)
             renewed_at = clock()
         try:
             observations.append(_Observation(batch_id, client.get_batch(batch_id)))
@@ -131,7 +139,7 @@ def run_check(
     # What was learned before a failure is stored either way.
     with session_scope(sessions) as session:
         if not leases.hold(session, job_id, token):
-            return CheckOutcome(ran=False)
+            return CheckOutcome(ran=False, outcome=SKIPPED)
         job = _load(session, job_id)
         now = clock()
         _apply(session, job, observations, now)
@@ -145,7 +153,7 @@ def run_check(
 def _conclude(session: Session, job: PollingJob, failure: ServiceError | None, now: datetime) -> CheckOutcome:
     if isinstance(failure, TransientError):
         # The lease stays: the caller either retries under it or gives up and releases it.
-        return CheckOutcome(ran=True)
+        return CheckOutcome(ran=True, outcome=TRANSIENT)
     if job.status != JobStatus.ACTIVE:
         # Paused (or edited into another state) while we were asking OpenAI: never trigger.
         leases.release(job)
@@ -156,7 +164,7 @@ def _conclude(session: Session, job: PollingJob, failure: ServiceError | None, n
         else:
             _record_failure(session, job, f"OpenAI refused the check: {failure}")
         leases.release(job)
-        return CheckOutcome(ran=True)
+        return CheckOutcome(ran=True, outcome=REFUSED)
     if job.last_error is not None:
         record_event(session, job, "recovered", "Checks succeed again")
         job.last_error = None
@@ -167,7 +175,7 @@ def _conclude(session: Session, job: PollingJob, failure: ServiceError | None, n
         job.lease_until = now + TRIGGER_DISPATCH_LEASE
         job.next_check_at = now
         record_event(session, job, "triggering", "Every batch has finished; starting the Keboola job")
-        return CheckOutcome(ran=True, trigger_token=trigger_token)
+        return CheckOutcome(ran=True, trigger_token=trigger_token, outcome=ALL_FINISHED)
     leases.release(job)
     return CheckOutcome(ran=True)
 

@@ -35,6 +35,14 @@ SEARCH_CLOCK_MARGIN = timedelta(minutes=5)
 FOLLOW_INTERVAL_MAX_SECONDS = 30
 KEBOOLA_SUCCESS = "success"
 
+# What a trigger run did, for logs and metrics.
+SKIPPED = "skipped"
+WAITING = "waiting_for_search"
+FOLLOWING = "following"
+FINISHED_SUCCESS = "finished_success"
+FINISHED_ERROR = "finished_error"
+REFUSED = "refused"
+
 
 @dataclass(frozen=True)
 class _Plan:
@@ -157,7 +165,7 @@ def _follow(
     state = client.get_job(keboola_job_id)
     with session_scope(sessions) as session:
         if not leases.hold(session, job_id, token):
-            return
+            return SKIPPED
         job = _load(session, job_id)
         now = utcnow()
         if state.status != job.keboola_job_status:
@@ -167,7 +175,7 @@ def _follow(
         if not state.is_finished:
             job.next_check_at = now + plan.follow_every
             leases.release(job)
-            return
+            return FOLLOWING
         job.completed_at = now
         job.next_check_at = None
         job.last_error = None
@@ -181,6 +189,7 @@ def _follow(
             job.last_error = f"Keboola job {keboola_job_id} finished with status {state.status}"
             record_event(session, job, "failed", job.last_error)
         leases.release(job)
+        return FINISHED_SUCCESS if state.status == KEBOOLA_SUCCESS else FINISHED_ERROR
 
 
 def run_trigger(
@@ -191,23 +200,24 @@ def run_trigger(
     token: str,
     *,
     clock: Callable[[], datetime] = utcnow,
-) -> bool:
-    """Start (exactly once) or follow the job's Keboola job under lease `token`. False: not ours any more.
+) -> str:
+    """Start (exactly once) or follow the job's Keboola job under lease `token`; returns what happened.
 
     Raises TransientError when Keboola should be asked again; a refusal fails the job with Keboola's reason.
     """
     with session_scope(sessions) as session:
         if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.TRIGGERING.value):
-            return False
+            return SKIPPED
         plan = _plan(session, vault, _load(session, job_id))
     client = keboola_client(plan.token, plan.stack_url)
     try:
         keboola_job_id = plan.keboola_job_id or _start(sessions, client, job_id, token, plan, clock())
-        if keboola_job_id is not None:
-            _follow(sessions, client, job_id, token, keboola_job_id, plan)
+        if keboola_job_id is None:
+            return WAITING
+        return _follow(sessions, client, job_id, token, keboola_job_id, plan)
     except PermanentError as error:
         _fail(sessions, job_id, token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
-    return True
+        return REFUSED
 
 
 def give_up_trigger(sessions: sessionmaker[Session], job_id: int, token: str, message: str) -> None:

@@ -61,6 +61,7 @@ def test_all_batches_finished_moves_the_job_to_triggering(world) -> None:
     job_id = world.create_job(["batch_ok", "batch_bad"])
     outcome = _check(world, job_id)
     job, events = _job(world, job_id)
+    assert outcome.outcome == "all_finished"
     assert outcome.trigger_token is not None and job.lease_token == outcome.trigger_token
     assert job.status == JobStatus.TRIGGERING
     assert {b.batch_id: b.status for b in job.batches} == {"batch_ok": "completed", "batch_bad": "expired"}
@@ -127,7 +128,8 @@ def test_a_stale_lease_token_changes_nothing(world) -> None:
     world.simulator.control.create_batch(batch_id="batch_a", final_status="completed", duration=0)
     job_id = world.create_job(["batch_a"])
     _claim(world, job_id)
-    assert not run_check(world.sessions, world.vault, world.openai_client, job_id, "not-the-token").ran
+    outcome = run_check(world.sessions, world.vault, world.openai_client, job_id, "not-the-token")
+    assert not outcome.ran and outcome.outcome == "skipped"
     job, events = _job(world, job_id)
     assert job.batches[0].status == "pending" and events == ["created"]
 

@@ -55,7 +55,7 @@ def test_starts_one_keboola_job_with_the_batch_variables_and_follows_it(world) -
     control = world.simulator.control
     control.configure(job_duration=0)
     job_id, token = _triggering_job(world, {"batch_ok": "completed", "batch_lost": "cancelled"})
-    assert _trigger(world, job_id, token)
+    assert _trigger(world, job_id, token) == "finished_success"
     [sent] = control.keboola_jobs()
     assert sent["token"] == KEBOOLA_TOKEN
     assert sent["body"]["component"] == "kds-team.app-custom-python" and sent["body"]["config"] == "42"
@@ -123,7 +123,7 @@ def test_a_refusal_fails_the_job_with_keboolas_reason_and_retry_re_arms_it(world
     control.configure(job_duration=0)
     job_id, token = _triggering_job(world, {"batch_ok": "completed"})
     control.add_fault("/jobs", method="POST", status=400, count=1, message="Configuration 42 not found")
-    _trigger(world, job_id, token)
+    assert _trigger(world, job_id, token) == "refused"
     job, _ = _job(world, job_id)
     assert job.status == JobStatus.FAILED
     assert "Configuration 42 not found" in job.last_error and KEBOOLA_TOKEN not in job.last_error

@@ -48,23 +48,25 @@ class Engine:
         self.sessions = make_session_factory(self._engine)
         self.vault = Vault(self.settings.secret_key)
 
-    def start(self, role: str, *args: str, name: str | None = None) -> subprocess.Popen:
+    def start(
+        self, role: str, *args: str, name: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = (self.workdir / f"{name or role}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "cli.py"), role, *args],
             cwd=self.workdir,
-            env=self.environment,
+            env={**self.environment, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.processes.append(process)
         return process
 
-    def start_worker(self, name: str = "w1", concurrency: int = 8) -> subprocess.Popen:
-        return self.start("worker", f"--concurrency={concurrency}", f"--hostname={name}@%h", name=name)
+    def start_worker(self, name: str = "w1", concurrency: int = 8, **kwargs: Any) -> subprocess.Popen:
+        return self.start("worker", f"--concurrency={concurrency}", f"--hostname={name}@%h", name=name, **kwargs)
 
-    def start_beat(self, name: str = "beat") -> subprocess.Popen:
-        return self.start("beat", name=name)
+    def start_beat(self, name: str = "beat", **kwargs: Any) -> subprocess.Popen:
+        return self.start("beat", name=name, **kwargs)
 
     def kill(self, process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGKILL)

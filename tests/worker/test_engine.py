@@ -7,12 +7,14 @@ import random
 import time
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from teckochecker.db import session_scope
 from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import JobChanges, delete_job, get_job, pause_job, resume_job, update_job
+from tests.api.conftest import free_port
 from tests.worker.conftest import KEBOOLA_TOKEN, OPENAI_KEY
 
 pytestmark = pytest.mark.slow
@@ -33,8 +35,9 @@ def test_the_whole_life_of_jobs(engine_installation) -> None:
     mixed = engine.create_job(
         ["batch_quick", "batch_fails", "batch_expires"], keboola_configuration_id="200", poll_interval_seconds=1
     )
-    engine.start_worker()
-    engine.start_beat()
+    worker_port, beat_port = free_port(), free_port()
+    engine.start_worker(extra_env={"METRICS_PORT": str(worker_port)})
+    engine.start_beat(extra_env={"METRICS_PORT": str(beat_port)})
     jobs = engine.wait_finished([clean, mixed], timeout=60)
 
     assert jobs[clean].status == JobStatus.COMPLETED
@@ -52,6 +55,15 @@ def test_the_whole_life_of_jobs(engine_installation) -> None:
     with session_scope(engine.sessions) as session:
         kinds = session.scalars(select(JobEvent.kind).where(JobEvent.job_id == mixed)).all()
     assert "keboola_started" in kinds and kinds[-1] == "completed_with_failures"
+
+    # What the fleet did, as Prometheus sees it.
+    worker_metrics = requests.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=5).text
+    beat_metrics = requests.get(f"http://127.0.0.1:{beat_port}/metrics", timeout=5).text
+    assert 'teckochecker_checks_total{outcome="all_finished"} 2.0' in worker_metrics
+    assert 'teckochecker_keboola_triggers_total{outcome="finished_success"}' in worker_metrics
+    assert "teckochecker_check_duration_seconds_count" in worker_metrics
+    assert 'teckochecker_dispatched_total{action="check"}' in beat_metrics
+    assert "teckochecker_scheduling_lag_seconds_bucket" in beat_metrics
 
     # No secret value anywhere in Redis or in the processes' logs.
     engine.stop_all()

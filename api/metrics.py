@@ -1,0 +1,65 @@
+"""Prometheus metrics of the API: requests by endpoint and status, and their latency, served at /metrics.
+
+gunicorn runs several worker processes; with PROMETHEUS_MULTIPROC_DIR set (`teckochecker api` sets it)
+each process writes its samples there and /metrics adds them up. /metrics holds only counts and
+timings, so like /api/health it needs no token (scrapers are kept out at the network level).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "teckochecker_http_requests_total",
+    "API requests answered, by endpoint and status.",
+    ["method", "endpoint", "status"],
+)
+LATENCY = Histogram(
+    "teckochecker_http_request_duration_seconds",
+    "Time to answer an API request, by endpoint.",
+    ["method", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+blp = Blueprint("metrics", __name__)
+
+
+@blp.get("/metrics")
+def metrics() -> Response:
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    # The URL rule, not the path, keeps the label set small (/api/jobs/<int:job_id>, not one per job).
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    started = g.pop("metrics_started", None)
+    if started is not None:
+        LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+    return response
+
+
+def init_metrics(app: Flask) -> None:
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    app.register_blueprint(blp)
