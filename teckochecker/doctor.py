@@ -46,9 +46,7 @@ def _check_secret_key(settings: Settings) -> tuple[Check, Vault | None]:
     except TeckoError as exc:
         return Check("SECRET_KEY", False, str(exc)), None
     count = len(settings.secret_keys)
-    return Check(
-        "SECRET_KEY", True, "valid Fernet key" if count == 1 else f"{count} valid Fernet keys"
-    ), vault
+    return Check("SECRET_KEY", True, "valid Fernet key" if count == 1 else f"{count} valid Fernet keys"), vault
 
 
 def _check_broker(settings: Settings) -> Check:
@@ -79,9 +77,7 @@ def _check_database(settings: Settings, vault: Vault | None) -> list[Check]:
         if revision not in heads:
             found = revision or "an empty database"
             checks.append(
-                Check(
-                    "Migrations", False, f"at {found}, head is {', '.join(heads)}: run `teckochecker db init`"
-                )
+                Check("Migrations", False, f"at {found}, head is {', '.join(heads)}: run `teckochecker db init`")
             )
             return checks
         checks.append(Check("Migrations", True, f"at head ({revision})"))
@@ -91,9 +87,7 @@ def _check_database(settings: Settings, vault: Vault | None) -> list[Check]:
                 failing = undecryptable_secrets(session, vault)
             if failing:
                 checks.append(
-                    Check(
-                        "Stored secrets", False, "cannot be decrypted with SECRET_KEY: " + ", ".join(failing)
-                    )
+                    Check("Stored secrets", False, "cannot be decrypted with SECRET_KEY: " + ", ".join(failing))
                 )
             else:
                 checks.append(Check("Stored secrets", True, f"all {total} decrypt with SECRET_KEY"))

@@ -98,11 +98,7 @@ def describe(engine: Engine) -> list[TableInfo]:
         ]
         foreign_keys = [
             f"{', '.join(fk['constrained_columns'])} → {fk['referred_table']}({', '.join(fk['referred_columns'])})"
-            + (
-                f" on delete {fk['options']['ondelete'].lower()}"
-                if fk.get("options", {}).get("ondelete")
-                else ""
-            )
+            + (f" on delete {fk['options']['ondelete'].lower()}" if fk.get("options", {}).get("ondelete") else "")
             for fk in inspector.get_foreign_keys(table_name)
         ]
         tables.append(TableInfo(table_name, columns, indexes, foreign_keys))

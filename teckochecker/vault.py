@@ -44,8 +44,7 @@ class Vault:
         if not secret_key:
             raise ConfigError(
                 "SECRET_KEY",
-                "is not set. Run `python scripts/init_db.py --create-env` to create .env with a new key. "
-                + KEY_HELP,
+                "is not set. Run `python scripts/init_db.py --create-env` to create .env with a new key. " + KEY_HELP,
             )
         self._fernet = MultiFernet(check_fernet_keys(secret_key))
 

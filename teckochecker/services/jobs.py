@@ -69,16 +69,12 @@ def parse_job_status(field: str, value: str) -> JobStatus:
         raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
 
 
-def create_job(
-    session: Session, settings: Settings, draft: JobDraft, *, now: datetime | None = None
-) -> PollingJob:
+def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: datetime | None = None) -> PollingJob:
     name = validate_name("name", draft.name, what="a job's name")
     batch_ids = validate_batch_ids("batch_ids", draft.batch_ids, maximum=settings.max_batches_per_job)
     interval = validate_poll_interval("poll_interval_seconds", draft.poll_interval_seconds, settings)
     stack_url = validate_stack_url("keboola_stack_url", draft.keboola_stack_url, settings)
-    component_id = validate_keboola_id(
-        "keboola_component_id", draft.keboola_component_id, what="the component id"
-    )
+    component_id = validate_keboola_id("keboola_component_id", draft.keboola_component_id, what="the component id")
     configuration_id = validate_keboola_id(
         "keboola_configuration_id", draft.keboola_configuration_id, what="the configuration id"
     )
@@ -101,9 +97,7 @@ def create_job(
     )
     session.add(job)
     session.flush()
-    record_event(
-        session, job, "created", f"Job created watching {len(batch_ids)} batch(es) every {interval} seconds"
-    )
+    record_event(session, job, "created", f"Job created watching {len(batch_ids)} batch(es) every {interval} seconds")
     session.flush()
     return job
 
@@ -159,9 +153,7 @@ def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None
             job, f"Job '{job.name}' already started Keboola job {job.keboola_job_id}; it cannot be resumed"
         )
     if job.status not in (JobStatus.PAUSED, JobStatus.FAILED):
-        raise StatusConflictError(
-            job, f"Job '{job.name}' is {job.status}; only a paused or failed job can be resumed"
-        )
+        raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only a paused or failed job can be resumed")
     previous = job.status
     job.status = JobStatus.ACTIVE.value
     job.next_check_at = now or utcnow()

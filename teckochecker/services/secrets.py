@@ -80,9 +80,7 @@ def resolve_secret(session: Session, field: str, reference: int | str, expected:
     if secret is None:
         raise ValidationError(field, f"{label} does not exist")
     if secret.type != expected.value:
-        raise ValidationError(
-            field, f"{label} is a {secret.type} secret, but a {expected.value} secret is needed"
-        )
+        raise ValidationError(field, f"{label} is a {secret.type} secret, but a {expected.value} secret is needed")
     return secret
 
 
@@ -100,11 +98,7 @@ def delete_secret(session: Session, secret: Secret) -> None:
     users = jobs_using(session, secret)
     if users:
         named = ", ".join(f"{job.id} '{job.name}'" for job in users[:JOBS_NAMED_IN_A_MESSAGE])
-        more = (
-            f" and {len(users) - JOBS_NAMED_IN_A_MESSAGE} more"
-            if len(users) > JOBS_NAMED_IN_A_MESSAGE
-            else ""
-        )
+        more = f" and {len(users) - JOBS_NAMED_IN_A_MESSAGE} more" if len(users) > JOBS_NAMED_IN_A_MESSAGE else ""
         raise ConflictError(
             f"Secret '{secret.name}' is used by {len(users)} job(s): {named}{more}. Delete those jobs first"
         )
@@ -121,9 +115,7 @@ def reveal_secret(session: Session, vault: Vault, secret_id: int) -> str:
 def rotate_key(session: Session, vault: Vault) -> int:
     """Re-encrypt every secret with SECRET_KEY's first key; all or nothing. Returns how many were rewritten."""
     secrets = list_secrets(session)
-    reencrypted = [
-        (secret, vault.reencrypt(secret.encrypted_value, secret_name=secret.name)) for secret in secrets
-    ]
+    reencrypted = [(secret, vault.reencrypt(secret.encrypted_value, secret_name=secret.name)) for secret in secrets]
     for secret, token in reencrypted:
         secret.encrypted_value = token
     session.flush()
