@@ -13,6 +13,7 @@ from gunicorn.app.base import BaseApplication
 
 from commands.context import AppContext, pass_app
 from teckochecker.config import Settings
+from teckochecker.logs import configure_logging
 from teckochecker.services.validation import is_loopback
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class ApiServer(BaseApplication):
         # here so that the other CLI commands do not pay for importing Flask and flask-smorest.
         from api import create_app
 
+        configure_logging(self.settings)
         return create_app(self.settings)
 
 
@@ -81,6 +83,8 @@ def api(app: AppContext, host: str | None, port: int | None, workers: int) -> No
             "errorlog": "-",
             "loglevel": settings.log_level.lower(),
             "child_exit": _forget_worker_metrics,
+            # No control socket: nothing uses it, and containers run with a read-only home directory.
+            "control_socket_disable": True,
         },
     ).run()
 

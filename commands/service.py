@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from commands.supervisor import (
 from commands.tables import render_table, success
 from teckochecker.config import Settings
 from teckochecker.db import redact_url
+from teckochecker.logs import configure_logging
 from teckochecker.models import JobStatus
 from teckochecker.schema import upgrade_to_head
 from teckochecker.services.stats import jobs_by_status
@@ -81,7 +81,7 @@ def start(app: AppContext, host: str | None, port: int | None, reload: bool, dae
     if daemon:
         _start_daemon(settings, host, port, reload, api_url)
         return
-    logging.basicConfig(level=settings.log_level, format="[%(asctime)s: %(levelname)s/supervisor] %(message)s")
+    configure_logging(settings)
     # `start` is the whole installation on one machine: it brings the schema up to date itself.
     upgrade_to_head(settings.database_url)
     click.echo(f"Starting TeckoChecker in {mode_of(settings)} mode: API on {api_url}, a worker and beat.")

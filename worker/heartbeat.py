@@ -1,7 +1,7 @@
 """The worker's heartbeats: a local file for container liveness probes, a database row for the fleet.
 
 A Celery ping per probe costs seconds of CPU and fails for every worker at once when the broker
-blinks; a stale heartbeat file means this worker's consumer has stopped running its timers. The row in
+blinks; a stale heartbeat file means this worker process has stopped running its timers. The row in
 `worker_heartbeats` lets the API's health check, on another machine, see that workers are alive.
 """
 
@@ -26,7 +26,13 @@ HEARTBEAT_EVERY_SECONDS = 10.0
 
 
 class HeartbeatFile(bootsteps.StartStopStep):
-    """Consumer step: touches WORKER_HEARTBEAT_FILE on the consumer's own timer."""
+    """Worker step: beats on the worker's timer for the worker's whole life.
+
+    It belongs to the worker, not to the broker consumer: a consumer restarting after a broker outage
+    must not look like a dead worker, or every worker would be restarted during the outage.
+    """
+
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -42,11 +48,11 @@ class HeartbeatFile(bootsteps.StartStopStep):
         except SQLAlchemyError as error:
             logger.warning("could not record the worker heartbeat: %s", error)
 
-    def start(self, consumer: Any) -> None:
-        self._beat(consumer.hostname)
-        self.timer_entry = consumer.timer.call_repeatedly(HEARTBEAT_EVERY_SECONDS, self._beat, (consumer.hostname,))
+    def start(self, worker: Any) -> None:
+        self._beat(worker.hostname)
+        self.timer_entry = worker.timer.call_repeatedly(HEARTBEAT_EVERY_SECONDS, self._beat, (worker.hostname,))
 
-    def stop(self, consumer: Any) -> None:
+    def stop(self, worker: Any) -> None:
         if self.timer_entry is not None:
             self.timer_entry.cancel()
             self.timer_entry = None

@@ -16,6 +16,7 @@ from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, retry_wait
 from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
+from teckochecker.logs import log_context
 from worker import metrics
 from worker.celery_app import app
 from worker.runtime import get_runtime
@@ -56,6 +57,11 @@ def check_job(self: Task, job_id: int) -> None:
     """Ask OpenAI about the job's unfinished batches; hand the job to the trigger when all have finished."""
     # The task id is the lease token: it survives retries, and keeps the arguments down to the job id.
     lease_token = self.request.id
+    with log_context(job_id=job_id, task_id=lease_token):
+        _check_job(self, job_id, lease_token)
+
+
+def _check_job(self: Task, job_id: int, lease_token: str) -> None:
     runtime = get_runtime()
     try:
         with metrics.CHECK_DURATION.time():
@@ -81,6 +87,11 @@ def check_job(self: Task, job_id: int) -> None:
 def trigger_keboola(self: Task, job_id: int) -> None:
     """Start the job's Keboola job exactly once, then follow it until it finishes."""
     lease_token = self.request.id
+    with log_context(job_id=job_id, task_id=lease_token):
+        _trigger_keboola(self, job_id, lease_token)
+
+
+def _trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
     runtime = get_runtime()
     try:
         outcome = triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)

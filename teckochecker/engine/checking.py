@@ -7,6 +7,7 @@ decides about retries); a permanent one is recorded here with a message a person
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
+from teckochecker.logs import log_context
 from teckochecker.models import (
     BATCH_NOT_FOUND,
     BATCH_TERMINAL_STATUSES,
@@ -30,6 +32,7 @@ from teckochecker.services.events import record_event
 from teckochecker.services.secrets import reveal_secret
 from teckochecker.vault import Vault
 
+logger = logging.getLogger(__name__)
 OpenAIClientFactory = Callable[[str], OpenAIBatchClient]
 AUTH_STATUSES = frozenset({401, 403})
 
@@ -80,6 +83,8 @@ def _apply(session: Session, job: PollingJob, observations: list[_Observation], 
             row.finished_at = now
         if row.status != previous:
             record_event(session, job, "batch_status", f"{_describe(row)} (was {previous})")
+            with log_context(batch_id=row.batch_id):
+                logger.info("%s (was %s)", _describe(row), previous)
 
 
 def _load(session: Session, job_id: int) -> PollingJob:
@@ -125,7 +130,8 @@ def run_check(
                     return CheckOutcome(ran=False, outcome=SKIPPED)
             renewed_at = clock()
         try:
-            observations.append(_Observation(batch_id, client.get_batch(batch_id)))
+            with log_context(batch_id=batch_id):
+                observations.append(_Observation(batch_id, client.get_batch(batch_id)))
         except PermanentError as error:
             if error.status == 404:
                 observations.append(_Observation(batch_id, None))

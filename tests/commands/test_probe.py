@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from teckochecker.vault import generate_key
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -25,8 +26,13 @@ def _cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProc
 def test_worker_probes_follow_the_worker(tmp_path: Path) -> None:
     heartbeat = tmp_path / "heartbeat"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}", WORKER_HEARTBEAT_FILE=str(heartbeat))
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        SECRET_KEY=generate_key(),
+        WORKER_HEARTBEAT_FILE=str(heartbeat),
+    )
     env.pop("REDIS_URL", None)
+    assert _cli("db", "init", cwd=tmp_path, env=env).returncode == 0
     assert _cli("probe", "worker", cwd=tmp_path, env=env).returncode == 1
 
     worker = subprocess.Popen(
