@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 
 import click
+from sqlalchemy.orm import Session
 
 from commands.context import AppContext, pass_app
 from commands.tables import EMPTY, render_table, status_label, success, when
@@ -163,13 +165,17 @@ def show_job(app: AppContext, job_id: int, as_json: bool) -> None:
         click.echo(render_table("Recent Events", event_rows, headers=["Time", "Event", "Message"]))
 
 
+def _change_job(app: AppContext, job_id: int, change: Callable[[Session, PollingJob], PollingJob]) -> PollingJob:
+    with app.session() as session:
+        return change(session, job_service.get_job(session, job_id))
+
+
 @job_group.command("pause")
 @click.argument("job_id", type=int)
 @pass_app
 def pause_job(app: AppContext, job_id: int) -> None:
     """Stop checking a job until it is resumed."""
-    with app.session() as session:
-        job = job_service.pause_job(session, job_service.get_job(session, job_id))
+    job = _change_job(app, job_id, job_service.pause_job)
     success(f"Job '{job.name}' has been paused")
 
 
@@ -178,8 +184,7 @@ def pause_job(app: AppContext, job_id: int) -> None:
 @pass_app
 def resume_job(app: AppContext, job_id: int) -> None:
     """Check a paused (or failed) job again, starting now."""
-    with app.session() as session:
-        job = job_service.resume_job(session, job_service.get_job(session, job_id))
+    job = _change_job(app, job_id, job_service.resume_job)
     success(f"Job '{job.name}' has been resumed")
 
 
@@ -188,8 +193,7 @@ def resume_job(app: AppContext, job_id: int) -> None:
 @pass_app
 def retry_job(app: AppContext, job_id: int) -> None:
     """Re-arm the Keboola trigger of a failed job whose batches have all finished."""
-    with app.session() as session:
-        job = job_service.retry_job(session, job_service.get_job(session, job_id))
+    job = _change_job(app, job_id, job_service.retry_job)
     success(f"Job '{job.name}' will start its Keboola job again")
 
 

@@ -7,6 +7,8 @@ tables. A PostgreSQL that cannot be reached is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
@@ -175,6 +178,19 @@ def api_key() -> str:
 @pytest.fixture
 def token() -> str:
     return SIMULATOR_TOKEN
+
+
+def wait_for_http(url: str, *, timeout: float = 60, process: subprocess.Popen | None = None) -> None:
+    """Wait until `url` answers at all (any status), failing early if `process` dies."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            assert process is None or process.poll() is None, f"the server exited with {process.returncode}"
+            assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f}s"
+            time.sleep(0.3)
 
 
 class CliHarness:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -13,7 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import AUTH, free_port
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for_http
 
 
 def _samples(text: str, name: str) -> dict[tuple, float]:
@@ -56,14 +55,7 @@ def test_metrics_add_up_across_gunicorn_workers(settings, tmp_path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/api/health", timeout=1)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline and server.poll() is None
-                time.sleep(0.3)
+        wait_for_http(f"{base}/api/health", process=server)
         for _ in range(30):
             assert requests.get(f"{base}/api/stats", headers=AUTH, timeout=5).status_code == 200
         counted = _samples(requests.get(f"{base}/metrics", timeout=5).text, "teckochecker_http_requests_total")

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from teckochecker.vault import generate_key
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -170,14 +170,7 @@ def test_foreground_start_stops_cleanly_on_ctrl_c(installation) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{installation.port}/api/health", timeout=1)
-            break
-        except requests.RequestException:
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.3)
+    wait_for_http(f"http://127.0.0.1:{installation.port}/api/health", process=process)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 0, output
