@@ -37,13 +37,6 @@ DAEMON_READY_TIMEOUT = 60.0
 DEFAULT_LOG_FILE = "teckochecker.log"
 
 
-def mode_of(settings: Settings) -> str:
-    """Embedded (SQLite, no broker server) or server mode, as status and doctor report it."""
-    broker = "Redis" if settings.redis_url else "embedded broker"
-    database = "SQLite" if settings.database_url.startswith("sqlite") else "PostgreSQL"
-    return f"{'embedded' if not settings.redis_url else 'server'} ({database}, {broker})"
-
-
 def api_url_for(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
@@ -84,7 +77,7 @@ def start(app: AppContext, host: str | None, port: int | None, reload: bool, dae
     configure_logging(settings)
     # `start` is the whole installation on one machine: it brings the schema up to date itself.
     upgrade_to_head(settings.database_url)
-    click.echo(f"Starting TeckoChecker in {mode_of(settings)} mode: API on {api_url}, a worker and beat.")
+    click.echo(f"Starting TeckoChecker in {settings.mode} mode: API on {api_url}, a worker and beat.")
     click.echo(f"Swagger documentation: {api_url}/docs   ReDoc: {api_url}/redoc   Press Ctrl-C to stop.")
     code = Supervisor(child_commands(host, port), api_url, reload=reload).run()
     if code:
@@ -183,7 +176,7 @@ def status(app: AppContext) -> None:
         ["Database", database],
         ["Broker", broker],
         ["Workers", workers],
-        ["Mode", mode_of(app.settings)],
+        ["Mode", app.settings.mode],
     ]
     click.echo(render_table("System Status", rows))
     if record is None:

@@ -54,6 +54,14 @@ class Settings:
         return replace(self, **changes)
 
     @property
+    def mode(self) -> str:
+        """The embedded default (no broker server) or server mode, with the database in use."""
+        database = "SQLite" if self.database_url.startswith("sqlite") else "PostgreSQL"
+        if self.redis_url:
+            return f"server ({database}, Redis)"
+        return f"embedded ({database}, embedded broker)"
+
+    @property
     def secret_keys(self) -> list[str]:
         """SECRET_KEY split into its keys: the first encrypts, all decrypt."""
         if not self.secret_key:

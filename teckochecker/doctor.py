@@ -98,4 +98,5 @@ def _check_database(settings: Settings, vault: Vault | None) -> list[Check]:
 
 def run_checks(settings: Settings, env_file: Path) -> list[Check]:
     key_check, vault = _check_secret_key(settings)
-    return [_check_env_file(env_file), key_check, *_check_database(settings, vault), _check_broker(settings)]
+    mode = Check("Mode", True, settings.mode)
+    return [mode, _check_env_file(env_file), key_check, *_check_database(settings, vault), _check_broker(settings)]

@@ -79,4 +79,5 @@ def test_doctor_passes_on_a_good_setup_with_redis(cli) -> None:
     result = cli("doctor")
     assert result.exit_code == 0, result.output
     assert "Redis at redis://127.0.0.1:6379/0 answers" in result.output
+    assert "│ Mode" in result.output and "server (" in result.output
     assert "All checks passed." in result.output
