@@ -13,6 +13,7 @@ from typing import Any
 
 from celery.beat import Scheduler
 
+from celeryconfig import CHECK_QUEUE
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.scheduling import CHECK, DISPATCH_BATCH_LIMIT, Dispatch, claim_due_jobs
 from teckochecker.services.stats import jobs_by_status
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
+# At most this many checks wait in the broker: at the measured 30 checks/s of one worker that is about
+# 15 s of work, well inside the shortest allowed interval (30 s) that is the messages' expiry.
+MAX_QUEUED_CHECKS = 500
 
 
 class DispatchScheduler(Scheduler):
@@ -38,35 +42,52 @@ class DispatchScheduler(Scheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)
         if time.monotonic() >= self._next_dispatch:
-            claimed = self.dispatch()
+            claimed, limit = self.dispatch()
             # A full batch means more jobs are due: go again at once instead of waiting a second.
-            self._next_dispatch = time.monotonic() + (
-                0.0 if claimed >= DISPATCH_BATCH_LIMIT else DISPATCH_EVERY_SECONDS
-            )
+            self._next_dispatch = time.monotonic() + (0.0 if 0 < limit <= claimed else DISPATCH_EVERY_SECONDS)
         self._log_summary()
         self._count_jobs()
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
-    def dispatch(self) -> int:
+    def _room_in_queue(self) -> int:
+        """How many more checks may be queued: back-pressure, so a backlog never outgrows the workers.
+
+        A check that waits in the queue past its expiry is dropped unrun and its job handed out again;
+        without a cap, an overloaded fleet spends its time on messages that expire (see BENCHMARKS.md).
+        A job not claimed now stays due and is claimed at a later tick, on its own grid.
+        """
+        try:
+            with self.app.connection_for_write() as connection:
+                queued = connection.default_channel.queue_declare(CHECK_QUEUE, passive=True).message_count
+        except Exception:
+            # An empty Redis queue does not exist as a key, and a passive declare of it fails.
+            queued = 0
+        return max(0, min(DISPATCH_BATCH_LIMIT, MAX_QUEUED_CHECKS - queued))
+
+    def dispatch(self) -> tuple[int, int]:
+        """Claim and send due jobs; returns how many were claimed and the most that were allowed."""
         from worker.tasks import send_check, send_trigger
 
         runtime = get_runtime()
+        limit = self._room_in_queue()
+        if limit == 0:
+            return 0, 0
         now = utcnow()
         try:
             with session_scope(runtime.sessions) as session:
-                dispatches = claim_due_jobs(session, now=now)
+                dispatches = claim_due_jobs(session, now=now, limit=limit)
         except Exception:
             logger.exception("could not claim due jobs; trying again at the next tick")
-            return 0
+            return 0, limit
         if not dispatches:
-            return 0
+            return 0, limit
         with self.app.producer_or_acquire() as producer:
             for dispatch in dispatches:
                 self._send(dispatch, producer, send_check, send_trigger)
                 lag = (now - dispatch.planned_at).total_seconds()
                 metrics.SCHEDULING_LAG.observe(lag)
                 self._worst_lag = max(self._worst_lag, lag)
-        return len(dispatches)
+        return len(dispatches), limit
 
     def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
         try:

@@ -208,3 +208,32 @@ def test_redis_flushed_mid_run_every_job_still_completes_once(engine_installatio
     assert all(job.status == JobStatus.COMPLETED for job in jobs.values())
     started = engine.keboola_jobs_by_config()
     assert {config: len(runs) for config, runs in started.items()} == {f"flush-{i}": 1 for i in range(10)}
+
+
+def test_beat_never_queues_more_checks_than_the_cap(engine_installation) -> None:
+    from sqlalchemy import func
+
+    from teckochecker.models import PollingJob
+    from worker.scheduler import MAX_QUEUED_CHECKS
+
+    engine = engine_installation
+    engine.simulator.control.create_batch(batch_id="batch_pressure", final_status="completed", duration=3600)
+    jobs = MAX_QUEUED_CHECKS + 300
+    for _ in range(jobs):
+        engine.create_job(["batch_pressure"], poll_interval_seconds=60)
+    engine.start_beat()
+    engine.wait_until(lambda: engine.redis.llen("teckochecker.checks") >= MAX_QUEUED_CHECKS, 30, "a full queue")
+    time.sleep(3)
+    # Without workers the queue stops at the cap; the other jobs stay due in the database, unclaimed.
+    assert engine.redis.llen("teckochecker.checks") == MAX_QUEUED_CHECKS
+    with session_scope(engine.sessions) as session:
+        leased = session.scalar(select(func.count()).where(PollingJob.lease_token.is_not(None)))
+    assert leased == MAX_QUEUED_CHECKS
+
+    engine.start_worker(concurrency=16)
+
+    def all_checked() -> bool:
+        with session_scope(engine.sessions) as session:
+            return session.scalar(select(func.count()).where(PollingJob.last_check_at.is_not(None))) == jobs
+
+    engine.wait_until(all_checked, 120, "every job's first check")
