@@ -121,10 +121,17 @@ def _fail(sessions: sessionmaker[Session], job_id: int, token: str, message: str
         record_event(session, job, "failed", message)
 
 
+class _LeaseLost(Exception):
+    """Another dispatch took the job over while this run waited; it must not touch the job again."""
+
+
 def _start(
     sessions: sessionmaker[Session], client: KeboolaQueueClient, job_id: int, token: str, plan: _Plan, now: datetime
 ) -> str | None:
-    """Find the Keboola job an earlier attempt may have started, or start one. None: try again later."""
+    """Find the Keboola job an earlier attempt may have started, or start one.
+
+    None: the search index may still be catching up, so the job comes back after SEARCH_SETTLE_TIME.
+    """
     if plan.attempted_at is not None:
         since = plan.attempted_at - SEARCH_CLOCK_MARGIN
         found = [job for job in client.search_jobs(plan.component_id, plan.configuration_id, since) if _ours(job, plan)]
@@ -137,7 +144,7 @@ def _start(
 
     with session_scope(sessions) as session:
         if not leases.renew(session, job_id, token, now=now, status=JobStatus.TRIGGERING.value):
-            return None
+            raise _LeaseLost
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=now))
     try:
         keboola_job_id = client.start_job(plan.component_id, plan.configuration_id, plan.variables)
@@ -215,6 +222,8 @@ def run_trigger(
         if keboola_job_id is None:
             return WAITING
         return _follow(sessions, client, job_id, token, keboola_job_id, plan)
+    except _LeaseLost:
+        return SKIPPED
     except PermanentError as error:
         _fail(sessions, job_id, token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
         return REFUSED

@@ -151,3 +151,27 @@ def test_retries_running_out_before_a_job_is_known_fails_it(world) -> None:
     give_up_trigger(world.sessions, job_id, token, "Keboola answered HTTP 503 (gave up after 3 retries)")
     job, _ = _job(world, job_id)
     assert job.status == JobStatus.FAILED and job.last_error.startswith("Could not start the Keboola job")
+
+
+def test_a_run_that_lost_its_lease_during_the_search_starts_nothing(world) -> None:
+    import threading
+    import time
+
+    job_id, _ = _triggering_job(world, {"batch_ok": "completed"})
+    with session_scope(world.sessions) as session:
+        session.execute(
+            update(PollingJob)
+            .where(PollingJob.id == job_id)
+            .values(trigger_attempted_at=utcnow() - timedelta(minutes=1))
+        )
+    token = _redispatch(world, job_id)
+    world.simulator.control.add_fault("/search/jobs", delay=1.0, count=1)
+    result = {}
+    run = threading.Thread(target=lambda: result.update(outcome=_trigger(world, job_id, token)))
+    run.start()
+    time.sleep(0.3)
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(lease_token="taken-over"))
+    run.join()
+    assert result["outcome"] == "skipped"
+    assert world.simulator.control.keboola_jobs() == []
