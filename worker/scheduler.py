@@ -57,7 +57,8 @@ class DispatchScheduler(Scheduler):
         A job not claimed now stays due and is claimed at a later tick, on its own grid.
         """
         try:
-            with self.app.connection_for_write() as connection:
+            # A pooled connection: opening one per tick costs more than the question.
+            with self.app.pool.acquire(block=True) as connection:
                 queued = connection.default_channel.queue_declare(CHECK_QUEUE, passive=True).message_count
         except Exception:
             # An empty Redis queue does not exist as a key, and a passive declare of it fails.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from teckochecker.models import PollingJob
@@ -20,6 +20,18 @@ from teckochecker.models import PollingJob
 # see HTTP_TIMEOUTS) with room to spare; a dead worker's job is handed out again this long after.
 RUN_LEASE = timedelta(seconds=30)
 HTTP_TIMEOUTS = (5.0, 20.0)
+
+# Built once on the table, not the ORM entity: these run several times per check, and a prepared Core
+# statement skips the ORM's per-call compile and session synchronisation.
+_jobs = PollingJob.__table__
+_LEASED = (_jobs.c.id == bindparam("job_id"), _jobs.c.lease_token == bindparam("token"))
+_RENEW = (
+    update(_jobs)
+    .where(*_LEASED, _jobs.c.status == bindparam("required_status"))
+    .values(lease_until=bindparam("until"))
+    .returning(_jobs.c.id)
+)
+_HOLD = update(_jobs).where(*_LEASED).values(lease_token=bindparam("token")).returning(_jobs.c.id)
 
 
 def new_token() -> str:
@@ -30,24 +42,13 @@ def renew(
     session: Session, job_id: int, token: str, *, now: datetime, status: str, extra: timedelta = RUN_LEASE
 ) -> bool:
     """Extend our lease if we still hold it and the job is still in `status`. Takes the row's write lock."""
-    result = session.execute(
-        update(PollingJob)
-        .where(PollingJob.id == job_id, PollingJob.lease_token == token, PollingJob.status == status)
-        .values(lease_until=now + extra)
-        .returning(PollingJob.id)
-    )
-    return result.first() is not None
+    parameters = {"job_id": job_id, "token": token, "required_status": status, "until": now + extra}
+    return session.execute(_RENEW, parameters).first() is not None
 
 
 def hold(session: Session, job_id: int, token: str) -> bool:
     """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
-    result = session.execute(
-        update(PollingJob)
-        .where(PollingJob.id == job_id, PollingJob.lease_token == token)
-        .values(lease_token=token)
-        .returning(PollingJob.id)
-    )
-    return result.first() is not None
+    return session.execute(_HOLD, {"job_id": job_id, "token": token}).first() is not None
 
 
 def release(job: PollingJob) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from teckochecker.models import JobEvent, PollingJob
@@ -14,6 +16,13 @@ def record_event(session: Session, job: PollingJob, kind: str, message: str) -> 
     event = JobEvent(job_id=job.id, kind=kind, message=message[:EVENT_MESSAGE_MAX_LENGTH])
     session.add(event)
     return event
+
+
+def record_job_events(session: Session, job_id: int, events: Iterable[tuple[str, str]]) -> None:
+    """Write (kind, message) events of one job in one statement, without loading the job."""
+    rows = [{"job_id": job_id, "kind": kind, "message": message[:EVENT_MESSAGE_MAX_LENGTH]} for kind, message in events]
+    if rows:
+        session.execute(insert(JobEvent.__table__), rows)
 
 
 def list_events(

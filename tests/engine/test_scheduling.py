@@ -1,3 +1,4 @@
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,31 @@ def test_next_check_stays_on_the_grid_and_skips_missed_slots() -> None:
     # Beat was down for 5 minutes: the missed slots are skipped, not replayed.
     assert plan_next_check(T0, 60, T0 + timedelta(seconds=301)) == T0 + timedelta(seconds=360)
     assert plan_next_check(T0 + timedelta(seconds=5), 60, T0) == T0 + timedelta(seconds=5)
+
+
+def test_a_claim_plans_each_job_on_its_own_grid(world) -> None:
+    # On PostgreSQL the claim computes the grid in SQL: it must agree with plan_next_check to the microsecond.
+    rng = random.Random(7)
+    now = utcnow()
+    planned = {}
+    for index in range(40):
+        job_id = world.create_job([f"batch_{index}"], poll_interval_seconds=rng.choice([30, 60, 97, 1234, 3600]))
+        planned[job_id] = now - timedelta(seconds=rng.uniform(0, 200_000), microseconds=rng.randrange(1_000_000))
+        _set(world, job_id, next_check_at=planned[job_id])
+    exact_multiple = next(iter(planned))
+    with session_scope(world.sessions) as session:
+        interval = get_job(session, exact_multiple).poll_interval_seconds
+    planned[exact_multiple] = now - timedelta(seconds=5 * interval)
+    _set(world, exact_multiple, next_check_at=planned[exact_multiple])
+
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=now)
+    assert {c.job_id: c.planned_at for c in claims} == planned
+    with session_scope(world.sessions) as session:
+        for job_id, slot in planned.items():
+            job = get_job(session, job_id)
+            assert job.next_check_at == plan_next_check(slot, job.poll_interval_seconds, now)
+            assert job.lease_until == now + timedelta(seconds=job.poll_interval_seconds)
 
 
 def _set(world, job_id: int, **values) -> None:
