@@ -19,7 +19,7 @@ CHECK_DURATION = Histogram(
 )
 TRIGGERS = Counter("teckochecker_keboola_triggers_total", "Keboola trigger runs, by outcome.", ["outcome"])
 RETRIES = Counter("teckochecker_task_retries_total", "Retries scheduled after a transient failure.", ["task"])
-DISPATCHED = Counter("teckochecker_dispatched_total", "Tasks beat handed out, by kind.", ["action"])
+DISPATCHED = Counter("teckochecker_dispatched_total", "Jobs beat handed out, by kind.", ["action"])
 SCHEDULING_LAG = Histogram(
     "teckochecker_scheduling_lag_seconds",
     "Dispatch time minus the job's planned check time.",

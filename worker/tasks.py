@@ -29,58 +29,72 @@ Defer = Callable[[sessionmaker[Session], int, str, datetime, str], None]
 
 
 def _handle_transient(
-    task: Task, error: TransientError, job_id: int, token: str, *, extend: Extend, give_up: GiveUp, defer: Defer
+    task: Task,
+    failures: dict[int, TransientError],
+    token: str,
+    *,
+    extend: Extend,
+    give_up: GiveUp,
+    defer: Defer,
 ) -> None:
-    """Retry through Celery with backoff, defer a long wait to the database, or record that retries ran out."""
+    """Retry the failed jobs through Celery with backoff, defer a long wait to the database, or give up."""
     runtime = get_runtime()
     attempt = task.request.retries
     if attempt >= runtime.settings.max_retries:
-        logger.warning("job %s: giving up after %s retries: %s", job_id, attempt, error)
-        give_up(runtime.sessions, job_id, token, f"{error} (gave up after {attempt} retries)")
+        for job_id, error in failures.items():
+            logger.warning("job %s: giving up after %s retries: %s", job_id, attempt, error)
+            give_up(runtime.sessions, job_id, token, f"{error} (gave up after {attempt} retries)")
         return
-    wait = retry_wait(attempt, runtime.settings.retry_delay, error.retry_after)
+    wait = max(retry_wait(attempt, runtime.settings.retry_delay, error.retry_after) for error in failures.values())
     if wait > MAX_BROKER_WAIT_SECONDS:
-        logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
-        defer(runtime.sessions, job_id, token, utcnow() + timedelta(seconds=wait), str(error))
+        for job_id, error in failures.items():
+            logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
+            defer(runtime.sessions, job_id, token, utcnow() + timedelta(seconds=wait), str(error))
         return
-    if extend(runtime.sessions, job_id, token, timedelta(seconds=wait)):
-        metrics.RETRIES.labels(task.name).inc()
-        logger.info("job %s: %s; retry %s in %.1fs", job_id, error, attempt + 1, wait)
-        # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
-        # it stays valid exactly as long as the lease just extended for it.
-        expires = wait + RUN_LEASE.total_seconds()
-        raise task.retry(countdown=wait, exc=error, expires=expires)
+    retried = [job_id for job_id in failures if extend(runtime.sessions, job_id, token, timedelta(seconds=wait))]
+    if not retried:
+        return
+    metrics.RETRIES.labels(task.name).inc(len(retried))
+    for job_id in retried:
+        logger.info("job %s: %s; retry %s in %.1fs", job_id, failures[job_id], attempt + 1, wait)
+    # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
+    # it stays valid exactly as long as the leases just extended for it. Only the failed jobs go again.
+    expires = wait + RUN_LEASE.total_seconds()
+    raise task.retry(args=tuple(retried), countdown=wait, exc=failures[retried[0]], expires=expires)
 
 
 @app.task(bind=True, name="teckochecker.check_job", max_retries=None)
-def check_job(self: Task, job_id: int) -> None:
-    """Ask OpenAI about the job's unfinished batches; hand the job to the trigger when all have finished."""
-    # The task id is the lease token: it survives retries, and keeps the arguments down to the job id.
+def check_job(self: Task, *job_ids: int) -> None:
+    """Ask OpenAI about the unfinished batches of one job, or of a small group sharing a key and a lease.
+
+    Hand each job whose batches have all finished to the trigger.
+    """
+    # The task id is the lease token: it survives retries, and keeps the arguments down to job ids.
     lease_token = self.request.id
-    with log_context(job_id=job_id, task_id=lease_token):
-        _check_job(self, job_id, lease_token)
+    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+        _check_jobs(self, job_ids, lease_token)
 
 
-def _check_job(self: Task, job_id: int, lease_token: str) -> None:
+def _check_jobs(self: Task, job_ids: tuple[int, ...], lease_token: str) -> None:
     runtime = get_runtime()
-    try:
-        with metrics.CHECK_DURATION.time():
-            outcome = checking.run_check(runtime.sessions, runtime.vault, runtime.openai_client, job_id, lease_token)
-    except TransientError as error:
-        metrics.CHECKS.labels(checking.TRANSIENT).inc()
+    with metrics.CHECK_DURATION.time():
+        outcomes = checking.run_checks(runtime.sessions, runtime.vault, runtime.openai_client, job_ids, lease_token)
+    failures = {}
+    for job_id, outcome in outcomes.items():
+        metrics.CHECKS.labels(outcome.outcome).inc()
+        if outcome.trigger_token is not None:
+            send_trigger(job_id, outcome.trigger_token)
+        if outcome.failure is not None:
+            failures[job_id] = outcome.failure
+    if failures:
         _handle_transient(
             self,
-            error,
-            job_id,
+            failures,
             lease_token,
             extend=checking.extend_lease_for_retry,
             give_up=checking.give_up_check,
             defer=checking.defer_check,
         )
-        return
-    metrics.CHECKS.labels(outcome.outcome).inc()
-    if outcome.trigger_token is not None:
-        send_trigger(job_id, outcome.trigger_token)
 
 
 @app.task(bind=True, name="teckochecker.trigger_keboola", max_retries=None)
@@ -99,8 +113,7 @@ def _trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
         metrics.TRIGGERS.labels("transient_error").inc()
         _handle_transient(
             self,
-            error,
-            job_id,
+            {job_id: error},
             lease_token,
             extend=triggering.extend_lease_for_retry,
             give_up=triggering.give_up_trigger,
@@ -110,8 +123,8 @@ def _trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
     metrics.TRIGGERS.labels(outcome).inc()
 
 
-def send_check(job_id: int, lease_token: str, expires: float, **options: Any) -> None:
-    check_job.apply_async((job_id,), task_id=lease_token, expires=expires, **options)
+def send_check(job_ids: tuple[int, ...], lease_token: str, expires: float, **options: Any) -> None:
+    check_job.apply_async(job_ids, task_id=lease_token, expires=expires, **options)
 
 
 def send_trigger(job_id: int, lease_token: str, **options: Any) -> None:

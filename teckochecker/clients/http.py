@@ -54,6 +54,12 @@ def session_for(url: str) -> requests.Session:
     session = sessions.get(key)
     if session is None:
         session = requests.Session()
+        # The environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE) is read once here, not on every
+        # request as requests does by default: that lookup was a measurable part of a check's CPU. Nor is
+        # ~/.netrc consulted: its credentials would replace the Authorization header we send.
+        session.trust_env = False
+        session.proxies = requests.utils.get_environ_proxies(url)
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         # No hidden retries: the caller's retry policy (with backoff and Retry-After) is the only one.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         session.mount(f"{parts.scheme}://", adapter)

@@ -4,15 +4,17 @@ No database transaction stays open during an HTTP call: the lease says who may w
 each write is guarded by the lease token. A transient failure is raised to the caller (the Celery task
 decides about retries); a permanent one is recorded here with a message a person can act on.
 
-This is the engine's hot path (every active job, every interval), so it reads and writes with a few
-prepared Core statements on the tables rather than ORM objects: a steady check is two short
-transactions of two or three statements each.
+This is the engine's hot path (every active job, every interval). Beat hands jobs out in small groups
+that share one lease token (one task), and a group is checked with a few prepared Core statements on
+the tables rather than ORM objects: two short transactions of two to four statements, whatever the
+group's size.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +29,7 @@ from teckochecker.engine import leases
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
 from teckochecker.logs import log_context
 from teckochecker.models import BATCH_NOT_FOUND, BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, PollingJob, Secret
-from teckochecker.services.events import record_job_events
+from teckochecker.services.events import record_events
 from teckochecker.vault import Vault
 
 logger = logging.getLogger(__name__)
@@ -52,14 +54,21 @@ _JOB_STATE = (
     _jobs.c.lease_token,
     _jobs.c.lease_until,
 )
-# What a check needs before it calls OpenAI: the key (still encrypted) and every batch's id and status.
+# Locks the rows (a write, portable to SQLite) and reads the jobs' state, only where we hold the lease.
+_HOLD = (
+    update(_jobs)
+    .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), _jobs.c.lease_token == bindparam("token"))
+    .values(lease_token=bindparam("token"))
+    .returning(_jobs.c.id, *_JOB_STATE)
+)
+# What a check needs before it calls OpenAI: each job's key (still encrypted) and its batches' ids and status.
 _WORK = (
-    select(_secrets.c.name, _secrets.c.encrypted_value, _batches.c.batch_id, _batches.c.status)
+    select(_jobs.c.id, _secrets.c.name, _secrets.c.encrypted_value, _batches.c.batch_id, _batches.c.status)
     .select_from(_jobs)
     .join(_secrets, _secrets.c.id == _jobs.c.openai_secret_id)
     .outerjoin(_batches, _batches.c.job_id == _jobs.c.id)
-    .where(_jobs.c.id == bindparam("job_id"))
-    .order_by(_batches.c.id)
+    .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(_jobs.c.id, _batches.c.id)
 )
 _BATCH_FIELDS = (
     "status",
@@ -70,21 +79,14 @@ _BATCH_FIELDS = (
     "error_file_id",
     "finished_at",
 )
-_BATCH_ROWS = select(_batches.c.id, _batches.c.batch_id, *(_batches.c[name] for name in _BATCH_FIELDS)).where(
-    _batches.c.job_id == bindparam("job_id")
-)
+_BATCH_ROWS = select(
+    _batches.c.id, _batches.c.job_id, _batches.c.batch_id, *(_batches.c[name] for name in _BATCH_FIELDS)
+).where(_batches.c.job_id.in_(bindparam("job_ids", expanding=True)))
 # Parameters named after their columns are reserved by SQLAlchemy in SET clauses, hence the prefix.
 _SAVE_BATCH = (
     update(_batches)
     .where(_batches.c.id == bindparam("row_id"))
     .values(**{name: bindparam(f"new_{name}") for name in _BATCH_FIELDS})
-)
-# Locks the row (a write, portable to SQLite) and reads the job's state, only while we hold the lease.
-_HOLD = (
-    update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.lease_token == bindparam("token"))
-    .values(lease_token=bindparam("token"))
-    .returning(*_JOB_STATE)
 )
 _SAVE_JOB = (
     update(_jobs)
@@ -95,17 +97,37 @@ _SAVE_JOB = (
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """What the check led to. `trigger_token` is set when the job just moved to `triggering`."""
+    """What the check of one job led to.
+
+    `trigger_token` is set when the job just moved to `triggering`; `failure` when OpenAI should be asked
+    again (outcome TRANSIENT), and then the job keeps its lease for the retry.
+    """
 
     ran: bool
     trigger_token: str | None = None
     outcome: str = CHECKED
+    failure: TransientError | None = None
+
+
+SKIPPED_OUTCOME = CheckOutcome(ran=False, outcome=SKIPPED)
 
 
 @dataclass(frozen=True)
 class _Observation:
     batch_id: str
     batch: Batch | None  # None: OpenAI says the batch does not exist
+
+
+@dataclass
+class _Work:
+    """One job's part of a check: its key, the batches to ask about, and what OpenAI said."""
+
+    job_id: int
+    secret: str
+    encrypted_key: str
+    pending: list[str]
+    observations: list[_Observation] = field(default_factory=list)
+    failure: ServiceError | None = None
 
 
 @dataclass
@@ -129,15 +151,16 @@ class _HeldJob:
         self.lease_until = None
 
 
-def _hold(session: Session, job_id: int, token: str) -> _HeldJob | None:
-    row = session.execute(_HOLD, {"job_id": job_id, "token": token}).first()
-    return None if row is None else _HeldJob(job_id, *row)
+def _hold(session: Session, job_ids: Collection[int], token: str) -> list[_HeldJob]:
+    rows = session.execute(_HOLD, {"job_ids": list(job_ids), "token": token})
+    return sorted((_HeldJob(*row) for row in rows), key=lambda job: job.id)
 
 
-def _save(session: Session, job: _HeldJob) -> None:
-    values = {f"new_{column.name}": getattr(job, column.name) for column in _JOB_STATE}
-    session.execute(_SAVE_JOB, {"job_id": job.id, **values})
-    record_job_events(session, job.id, job.events)
+def _save(session: Session, jobs: list[_HeldJob]) -> None:
+    rows = [{"job_id": job.id, **{f"new_{c.name}": getattr(job, c.name) for c in _JOB_STATE}} for job in jobs]
+    if rows:
+        session.execute(_SAVE_JOB, rows)
+    record_events(session, [(job.id, kind, message) for job in jobs for kind, message in job.events])
 
 
 def _describe(batch: dict[str, Any]) -> str:
@@ -164,9 +187,10 @@ def _observed_values(observation: _Observation, previous: dict[str, Any], now: d
     return values
 
 
-def _apply(session: Session, job: _HeldJob, observations: list[_Observation], now: datetime) -> list[str]:
-    """Store what OpenAI said about each batch; returns the status of every batch of the job afterwards."""
-    rows = {row.batch_id: row._asdict() for row in session.execute(_BATCH_ROWS, {"job_id": job.id})}
+def _apply(
+    job: _HeldJob, rows: dict[str, dict[str, Any]], observations: list[_Observation], now: datetime
+) -> list[dict[str, Any]]:
+    """Apply what OpenAI said to the job's batch rows (in place); returns the rows to write."""
     changed = []
     for observation in observations:
         previous = rows[observation.batch_id]
@@ -178,11 +202,9 @@ def _apply(session: Session, job: _HeldJob, observations: list[_Observation], no
         if current["status"] != previous["status"]:
             message = f"{_describe(current)} (was {previous['status']})"
             job.record("batch_status", message)
-            with log_context(batch_id=observation.batch_id):
+            with log_context(job_id=job.id, batch_id=observation.batch_id):
                 logger.info("%s", message)
-    if changed:
-        session.execute(_SAVE_BATCH, changed)
-    return [row["status"] for row in rows.values()]
+    return changed
 
 
 def _fail_on_rejected_key(job: _HeldJob, secret: str, error: PermanentError) -> None:
@@ -195,61 +217,93 @@ def _fail_on_rejected_key(job: _HeldJob, secret: str, error: PermanentError) -> 
     job.record("failed", job.last_error)
 
 
-def run_check(
+def run_checks(
     sessions: sessionmaker[Session],
     vault: Vault,
     openai_client: OpenAIClientFactory,
-    job_id: int,
+    job_ids: Sequence[int],
     token: str,
     *,
     clock: Callable[[], datetime] = utcnow,
-) -> CheckOutcome:
-    """Check one job under the lease `token`. Raises TransientError when OpenAI should be asked again."""
-    with session_scope(sessions) as session:
-        if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.ACTIVE.value):
-            return CheckOutcome(ran=False, outcome=SKIPPED)
-        work = session.execute(_WORK, {"job_id": job_id}).all()
-    if not work:
-        return CheckOutcome(ran=False, outcome=SKIPPED)
-    secret = work[0].name
-    pending = [row.batch_id for row in work if row.batch_id is not None and row.status not in BATCH_TERMINAL_STATUSES]
-    client = openai_client(vault.decrypt(work[0].encrypted_value, secret_name=secret))
+) -> dict[int, CheckOutcome]:
+    """Check a group of jobs handed out together under the lease `token`; one outcome per job id.
 
-    observations: list[_Observation] = []
-    failure: ServiceError | None = None
-    renewed_at = clock()
-    for batch_id in pending:
-        if clock() - renewed_at > leases.RUN_LEASE / 3:
-            with session_scope(sessions) as session:
-                if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.ACTIVE.value):
-                    return CheckOutcome(ran=False, outcome=SKIPPED)
-            renewed_at = clock()
-        try:
-            with log_context(batch_id=batch_id):
-                observations.append(_Observation(batch_id, client.get_batch(batch_id)))
-        except PermanentError as error:
-            if error.status == 404:
-                observations.append(_Observation(batch_id, None))
-                continue
-            failure = error
-            break
-        except TransientError as error:
-            failure = error
-            break
+    The group shares its transactions: one to renew the leases and read what to ask, one to store what
+    OpenAI said, whatever the group's size. The calls to OpenAI are made one after another.
+    """
+    with session_scope(sessions) as session:
+        held = leases.renew(session, job_ids, token, now=clock(), status=JobStatus.ACTIVE.value)
+        work = _read_work(session, held) if held else []
+    outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
+    works = _ask_openai(sessions, vault, openai_client, work, token, clock)
+    if not works:
+        return outcomes
 
     # What was learned before a failure is stored either way.
     with session_scope(sessions) as session:
-        job = _hold(session, job_id, token)
-        if job is None:
-            return CheckOutcome(ran=False, outcome=SKIPPED)
+        jobs = _hold(session, list(works), token)
+        rows: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for row in session.execute(_BATCH_ROWS, {"job_ids": [job.id for job in jobs]}):
+            rows[row.job_id][row.batch_id] = row._asdict()
         now = clock()
-        statuses = _apply(session, job, observations, now)
-        job.last_check_at = now
-        outcome = _conclude(job, statuses, secret, failure, now)
-        _save(session, job)
-    if isinstance(failure, TransientError):
-        raise failure
-    return outcome
+        changed = []
+        for job in jobs:
+            job_work = works[job.id]
+            changed += _apply(job, rows[job.id], job_work.observations, now)
+            job.last_check_at = now
+            statuses = [row["status"] for row in rows[job.id].values()]
+            outcomes[job.id] = _conclude(job, statuses, job_work.secret, job_work.failure, now)
+        if changed:
+            session.execute(_SAVE_BATCH, changed)
+        _save(session, jobs)
+    return outcomes
+
+
+def _read_work(session: Session, job_ids: Collection[int]) -> list[_Work]:
+    works: dict[int, _Work] = {}
+    for row in session.execute(_WORK, {"job_ids": list(job_ids)}):
+        work = works.get(row.id) or works.setdefault(row.id, _Work(row.id, row.name, row.encrypted_value, []))
+        if row.batch_id is not None and row.status not in BATCH_TERMINAL_STATUSES:
+            work.pending.append(row.batch_id)
+    return list(works.values())
+
+
+def _ask_openai(
+    sessions: sessionmaker[Session],
+    vault: Vault,
+    openai_client: OpenAIClientFactory,
+    works: list[_Work],
+    token: str,
+    clock: Callable[[], datetime],
+) -> dict[int, _Work]:
+    """Ask about every pending batch, renewing the leases as time passes; returns the work still ours."""
+    ours = {work.job_id: work for work in works}
+    renewed_at = clock()
+    for work in works:
+        if work.job_id not in ours:
+            continue
+        client = openai_client(vault.decrypt(work.encrypted_key, secret_name=work.secret))
+        for batch_id in work.pending:
+            if clock() - renewed_at > leases.RUN_LEASE / 3:
+                with session_scope(sessions) as session:
+                    still_ours = leases.renew(session, list(ours), token, now=clock(), status=JobStatus.ACTIVE.value)
+                ours = {job_id: work for job_id, work in ours.items() if job_id in still_ours}
+                renewed_at = clock()
+                if work.job_id not in ours:
+                    break
+            try:
+                with log_context(job_id=work.job_id, batch_id=batch_id):
+                    work.observations.append(_Observation(batch_id, client.get_batch(batch_id)))
+            except PermanentError as error:
+                if error.status == 404:
+                    work.observations.append(_Observation(batch_id, None))
+                    continue
+                work.failure = error
+                break
+            except TransientError as error:
+                work.failure = error
+                break
+    return ours
 
 
 def _conclude(
@@ -257,7 +311,7 @@ def _conclude(
 ) -> CheckOutcome:
     if isinstance(failure, TransientError):
         # The lease stays: the caller either retries under it or gives up and releases it.
-        return CheckOutcome(ran=True, outcome=TRANSIENT)
+        return CheckOutcome(ran=True, outcome=TRANSIENT, failure=failure)
     if job.status != JobStatus.ACTIVE:
         # Paused (or edited into another state) while we were asking OpenAI: never trigger.
         job.release()
@@ -294,28 +348,27 @@ def _record_failure(job: _HeldJob, message: str) -> None:
 def give_up_check(sessions: sessionmaker[Session], job_id: int, token: str, message: str) -> None:
     """Retries ran out: record the failure, keep the job active; the next regular check comes as planned."""
     with session_scope(sessions) as session:
-        job = _hold(session, job_id, token)
-        if job is not None:
+        for job in _hold(session, [job_id], token):
             _record_failure(job, message)
             job.release()
-            _save(session, job)
+            _save(session, [job])
 
 
 def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, until: datetime, message: str) -> None:
     """OpenAI asked for a wait too long for the broker: record it and plan the next check after it."""
     with session_scope(sessions) as session:
-        job = _hold(session, job_id, token)
-        if job is not None:
+        for job in _hold(session, [job_id], token):
             _record_failure(job, message)
             if job.status == JobStatus.ACTIVE:
                 job.next_check_at = max(job.next_check_at or until, until)
             job.release()
-            _save(session, job)
+            _save(session, [job])
 
 
 def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
     """Keep the job ours while a retry waits in the broker; False when the job moved on meanwhile."""
     with session_scope(sessions) as session:
-        return leases.renew(
-            session, job_id, token, now=utcnow(), status=JobStatus.ACTIVE.value, extra=wait + leases.RUN_LEASE
+        renewed = leases.renew(
+            session, [job_id], token, now=utcnow(), status=JobStatus.ACTIVE.value, extra=wait + leases.RUN_LEASE
         )
+        return job_id in renewed

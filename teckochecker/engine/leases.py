@@ -9,6 +9,7 @@ after a crash, a lease that expired under a slow worker) changes nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, update
@@ -24,14 +25,22 @@ HTTP_TIMEOUTS = (5.0, 20.0)
 # Built once on the table, not the ORM entity: these run several times per check, and a prepared Core
 # statement skips the ORM's per-call compile and session synchronisation.
 _jobs = PollingJob.__table__
-_LEASED = (_jobs.c.id == bindparam("job_id"), _jobs.c.lease_token == bindparam("token"))
 _RENEW = (
     update(_jobs)
-    .where(*_LEASED, _jobs.c.status == bindparam("required_status"))
+    .where(
+        _jobs.c.id.in_(bindparam("job_ids", expanding=True)),
+        _jobs.c.lease_token == bindparam("token"),
+        _jobs.c.status == bindparam("required_status"),
+    )
     .values(lease_until=bindparam("until"))
     .returning(_jobs.c.id)
 )
-_HOLD = update(_jobs).where(*_LEASED).values(lease_token=bindparam("token")).returning(_jobs.c.id)
+_HOLD = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.lease_token == bindparam("token"))
+    .values(lease_token=bindparam("token"))
+    .returning(_jobs.c.id)
+)
 
 
 def new_token() -> str:
@@ -39,11 +48,22 @@ def new_token() -> str:
 
 
 def renew(
-    session: Session, job_id: int, token: str, *, now: datetime, status: str, extra: timedelta = RUN_LEASE
-) -> bool:
-    """Extend our lease if we still hold it and the job is still in `status`. Takes the row's write lock."""
-    parameters = {"job_id": job_id, "token": token, "required_status": status, "until": now + extra}
-    return session.execute(_RENEW, parameters).first() is not None
+    session: Session,
+    job_ids: Collection[int],
+    token: str,
+    *,
+    now: datetime,
+    status: str,
+    extra: timedelta = RUN_LEASE,
+) -> set[int]:
+    """Extend our lease on the jobs we still hold that are still in `status`; returns their ids.
+
+    Takes the rows' write locks.
+    """
+    if not job_ids:
+        return set()
+    parameters = {"job_ids": list(job_ids), "token": token, "required_status": status, "until": now + extra}
+    return set(session.scalars(_RENEW, parameters))
 
 
 def hold(session: Session, job_id: int, token: str) -> bool:

@@ -143,7 +143,7 @@ def _start(
             return None
 
     with session_scope(sessions) as session:
-        if not leases.renew(session, job_id, token, now=now, status=JobStatus.TRIGGERING.value):
+        if job_id not in leases.renew(session, [job_id], token, now=now, status=JobStatus.TRIGGERING.value):
             raise _LeaseLost
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=now))
     try:
@@ -213,7 +213,7 @@ def run_trigger(
     Raises TransientError when Keboola should be asked again; a refusal fails the job with Keboola's reason.
     """
     with session_scope(sessions) as session:
-        if not leases.renew(session, job_id, token, now=clock(), status=JobStatus.TRIGGERING.value):
+        if job_id not in leases.renew(session, [job_id], token, now=clock(), status=JobStatus.TRIGGERING.value):
             return SKIPPED
         plan = _plan(session, vault, _load(session, job_id))
     client = keboola_client(plan.token, plan.stack_url)
@@ -260,6 +260,7 @@ def defer_trigger(sessions: sessionmaker[Session], job_id: int, token: str, unti
 
 def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
     with session_scope(sessions) as session:
-        return leases.renew(
-            session, job_id, token, now=utcnow(), status=JobStatus.TRIGGERING.value, extra=wait + leases.RUN_LEASE
+        renewed = leases.renew(
+            session, [job_id], token, now=utcnow(), status=JobStatus.TRIGGERING.value, extra=wait + leases.RUN_LEASE
         )
+        return job_id in renewed

@@ -18,9 +18,12 @@ def record_event(session: Session, job: PollingJob, kind: str, message: str) -> 
     return event
 
 
-def record_job_events(session: Session, job_id: int, events: Iterable[tuple[str, str]]) -> None:
-    """Write (kind, message) events of one job in one statement, without loading the job."""
-    rows = [{"job_id": job_id, "kind": kind, "message": message[:EVENT_MESSAGE_MAX_LENGTH]} for kind, message in events]
+def record_events(session: Session, events: Iterable[tuple[int, str, str]]) -> None:
+    """Write (job id, kind, message) events in one statement, without loading the jobs."""
+    rows = [
+        {"job_id": job_id, "kind": kind, "message": message[:EVENT_MESSAGE_MAX_LENGTH]}
+        for job_id, kind, message in events
+    ]
     if rows:
         session.execute(insert(JobEvent.__table__), rows)
 

@@ -1,12 +1,11 @@
 import threading
 import time
 
-import pytest
 from sqlalchemy import select
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.checking import give_up_check, run_check
+from teckochecker.engine.checking import give_up_check, run_checks
 from teckochecker.engine.scheduling import claim_due_jobs
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import get_job, pause_job
@@ -17,8 +16,12 @@ def _claim(world, job_id: int) -> str:
         return next(c.lease_token for c in claim_due_jobs(session, now=utcnow()) if c.job_id == job_id)
 
 
+def _run(world, job_id: int, token: str):
+    return run_checks(world.sessions, world.vault, world.openai_client, [job_id], token)[job_id]
+
+
 def _check(world, job_id: int):
-    return run_check(world.sessions, world.vault, world.openai_client, job_id, _claim(world, job_id))
+    return _run(world, job_id, _claim(world, job_id))
 
 
 def _job(world, job_id: int):
@@ -111,9 +114,9 @@ def test_a_transient_failure_keeps_what_was_learned_and_the_lease(world) -> None
     control.add_fault("/v1/batches/batch_b", status=503, count=1)
     job_id = world.create_job(["batch_a", "batch_b"])
     token = _claim(world, job_id)
-    with pytest.raises(TransientError) as caught:
-        run_check(world.sessions, world.vault, world.openai_client, job_id, token)
-    assert caught.value.status == 503
+    outcome = _run(world, job_id, token)
+    assert outcome.outcome == "transient_error" and isinstance(outcome.failure, TransientError)
+    assert outcome.failure.status == 503
     job, _ = _job(world, job_id)
     assert {b.batch_id: b.status for b in job.batches} == {"batch_a": "completed", "batch_b": "pending"}
     assert job.lease_token == token and job.status == JobStatus.ACTIVE
@@ -128,7 +131,7 @@ def test_a_stale_lease_token_changes_nothing(world) -> None:
     world.simulator.control.create_batch(batch_id="batch_a", final_status="completed", duration=0)
     job_id = world.create_job(["batch_a"])
     _claim(world, job_id)
-    outcome = run_check(world.sessions, world.vault, world.openai_client, job_id, "not-the-token")
+    outcome = _run(world, job_id, "not-the-token")
     assert not outcome.ran and outcome.outcome == "skipped"
     job, events = _job(world, job_id)
     assert job.batches[0].status == "pending" and events == ["created"]
@@ -141,9 +144,7 @@ def test_pausing_during_a_check_means_no_trigger(world) -> None:
     job_id = world.create_job(["batch_a"])
     token = _claim(world, job_id)
     result = {}
-    check = threading.Thread(
-        target=lambda: result.update(outcome=run_check(world.sessions, world.vault, world.openai_client, job_id, token))
-    )
+    check = threading.Thread(target=lambda: result.update(outcome=_run(world, job_id, token)))
     check.start()
     time.sleep(0.3)
     with session_scope(world.sessions) as session:
@@ -153,3 +154,39 @@ def test_pausing_during_a_check_means_no_trigger(world) -> None:
     assert result["outcome"].trigger_token is None
     assert job.status == JobStatus.PAUSED and job.batches[0].status == "completed"
     assert "triggering" not in events
+
+
+def test_a_group_is_checked_together_and_each_job_gets_its_own_outcome(world) -> None:
+    control = world.simulator.control
+    control.create_batch(batch_id="batch_done", final_status="completed", duration=0)
+    control.create_batch(batch_id="batch_busy", script=[{"status": "in_progress", "at": 0}], request_total=10)
+    control.create_batch(batch_id="batch_flaky", final_status="completed", duration=0)
+    control.add_fault("/v1/batches/batch_flaky", status=503, count=1)
+    finished, busy, flaky, stolen = (
+        world.create_job([batch]) for batch in ("batch_done", "batch_busy", "batch_flaky", "batch_busy")
+    )
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=utcnow())
+    [token] = {claim.lease_token for claim in claims}
+    # Another dispatcher took one job of the group meanwhile (its lease expired and was handed out again).
+    _set_token(world, stolen, "someone-else")
+
+    outcomes = run_checks(world.sessions, world.vault, world.openai_client, [finished, busy, flaky, stolen], token)
+    assert outcomes[finished].outcome == "all_finished" and outcomes[finished].trigger_token
+    assert outcomes[busy].outcome == "checked" and outcomes[busy].failure is None
+    assert outcomes[flaky].outcome == "transient_error" and outcomes[flaky].failure.status == 503
+    assert outcomes[stolen].outcome == "skipped"
+    jobs = {job_id: _job(world, job_id) for job_id in (finished, busy, flaky, stolen)}
+    assert jobs[finished][0].status == JobStatus.TRIGGERING
+    assert jobs[busy][0].lease_token is None and jobs[busy][0].batches[0].request_total == 10
+    assert jobs[flaky][0].lease_token == token, "the failed job keeps the lease for its retry"
+    assert jobs[stolen][0].lease_token == "someone-else" and jobs[stolen][1] == ["created"]
+
+
+def _set_token(world, job_id: int, token: str) -> None:
+    from sqlalchemy import update
+
+    from teckochecker.models import PollingJob
+
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(lease_token=token))

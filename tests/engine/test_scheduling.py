@@ -6,9 +6,17 @@ import pytest
 from sqlalchemy import update
 
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.scheduling import CHECK, TRIGGER, claim_due_jobs, plan_next_check
+from teckochecker.engine.scheduling import (
+    CHECK,
+    CHECK_GROUP_SIZE,
+    TRIGGER,
+    claim_due_jobs,
+    group_claims,
+    plan_next_check,
+)
 from teckochecker.models import JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, pause_job
+from teckochecker.services.secrets import add_secret
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -107,3 +115,24 @@ def test_two_dispatchers_at_once_never_claim_the_same_job(world) -> None:
     everything = claimed[0] + claimed[1]
     assert len(everything) == len(set(everything)) == 200
     assert claimed[0] and claimed[1]
+
+
+def test_checks_of_one_key_are_handed_out_in_groups_that_share_a_token(world) -> None:
+    with session_scope(world.sessions) as session:
+        add_secret(session, world.vault, name="openai-2", type="openai", value="sk-second-key-for-groups-0123")
+    first_key = [world.create_job([f"batch_a{i}"]) for i in range(CHECK_GROUP_SIZE + 3)]
+    second_key = [world.create_job([f"batch_b{i}"], openai_secret="openai-2") for i in range(2)]
+    triggering = [world.create_job([f"batch_t{i}"]) for i in range(2)]
+    for job_id in triggering:
+        _set(world, job_id, status=JobStatus.TRIGGERING.value)
+
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=utcnow() + timedelta(seconds=1))
+    dispatches = group_claims(claims)
+    checks = sorted(sorted(d.job_ids) for d in dispatches if d.action == CHECK)
+    assert checks == sorted([first_key[:CHECK_GROUP_SIZE], first_key[CHECK_GROUP_SIZE:], second_key])
+    assert sorted(d.job_ids for d in dispatches if d.action == TRIGGER) == [(job_id,) for job_id in triggering]
+    assert len({d.lease_token for d in dispatches}) == len(dispatches)
+    with session_scope(world.sessions) as session:
+        for dispatch in dispatches:
+            assert {get_job(session, job_id).lease_token for job_id in dispatch.job_ids} == {dispatch.lease_token}

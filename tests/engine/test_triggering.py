@@ -5,7 +5,7 @@ from sqlalchemy import select, update
 
 from teckochecker.clients.keboola_queue import batch_variables
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.checking import run_check
+from teckochecker.engine.checking import run_checks
 from teckochecker.engine.scheduling import TRIGGER, claim_due_jobs
 from teckochecker.engine.triggering import give_up_trigger, run_trigger
 from teckochecker.models import JobEvent, JobStatus, PollingJob
@@ -20,7 +20,7 @@ def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
     job_id = world.create_job(list(outcomes))
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow())
-    outcome = run_check(world.sessions, world.vault, world.openai_client, job_id, claim.lease_token)
+    outcome = run_checks(world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token)[job_id]
     assert outcome.trigger_token is not None
     return job_id, outcome.trigger_token
 

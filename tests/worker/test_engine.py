@@ -213,6 +213,7 @@ def test_redis_flushed_mid_run_every_job_still_completes_once(engine_installatio
 def test_beat_never_queues_more_checks_than_the_cap(engine_installation) -> None:
     from sqlalchemy import func
 
+    from teckochecker.engine.scheduling import CHECK_GROUP_SIZE
     from teckochecker.models import PollingJob
     from worker.scheduler import MAX_QUEUED_CHECKS
 
@@ -222,10 +223,12 @@ def test_beat_never_queues_more_checks_than_the_cap(engine_installation) -> None
     for _ in range(jobs):
         engine.create_job(["batch_pressure"], poll_interval_seconds=60)
     engine.start_beat()
-    engine.wait_until(lambda: engine.redis.llen("teckochecker.checks") >= MAX_QUEUED_CHECKS, 30, "a full queue")
+    # Every job has the same key: the checks travel in full groups, one message each.
+    messages = MAX_QUEUED_CHECKS // CHECK_GROUP_SIZE
+    engine.wait_until(lambda: engine.redis.llen("teckochecker.checks") >= messages, 30, "a full queue")
     time.sleep(3)
     # Without workers the queue stops at the cap; the other jobs stay due in the database, unclaimed.
-    assert engine.redis.llen("teckochecker.checks") == MAX_QUEUED_CHECKS
+    assert engine.redis.llen("teckochecker.checks") == messages
     with session_scope(engine.sessions) as session:
         leased = session.scalar(select(func.count()).where(PollingJob.lease_token.is_not(None)))
     assert leased == MAX_QUEUED_CHECKS
