@@ -29,11 +29,14 @@ result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
 
-# Checks are short I/O waits: a thread pool keeps many in flight per process (see docs/BENCHMARKS.md).
+# Checks are I/O waits: a thread pool keeps many in flight per process. A check task asks OpenAI about up
+# to 8 jobs one after another, so a thread spends most of its time waiting; measured with 100 ms answers,
+# 64 threads checked 248 jobs/s where 32 threads managed 208 (docs/BENCHMARKS.md), and real answers are
+# slower still. Past that a process is CPU-bound: scale with worker processes, one or two per core.
 # Thread pools do not enforce time limits, so the HTTP clients carry their own timeouts; the limits below
 # bound prefork workers and stay far below the visibility timeout.
 worker_pool = "threads"
-worker_concurrency = 32
+worker_concurrency = 64
 task_soft_time_limit = 240
 task_time_limit = 300
 # One message reserved per thread: a reserved message waits in a worker rather than in Redis, where an

@@ -758,7 +758,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--interval", type=int, default=60, help="poll interval of every job, seconds")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="simulator answer delay")
-    parser.add_argument("--concurrency", type=int, default=32, help="per worker (threads or processes)")
+    parser.add_argument("--concurrency", type=int, default=64, help="per worker (threads or processes)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--pool", choices=("threads", "prefork"), default="threads")
     parser.add_argument("--duration-intervals", type=int, default=3)

@@ -15,7 +15,7 @@ def _celery(app: AppContext, *argv: str) -> None:
 
 
 @click.command("worker")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Threads checking jobs at once (default 32).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Threads checking jobs at once (default 64).")
 @click.option("--hostname", "-n", help="Worker name shown in Flower (default celery@HOST).")
 @pass_app
 def worker(app: AppContext, concurrency: int | None, hostname: str | None) -> None:

@@ -37,9 +37,11 @@ _lock = threading.Lock()
 _runtime: Runtime | None = None
 
 
-# Enough connections for every thread of a worker (see worker_concurrency) without queueing for one.
+# Transactions last milliseconds and never span an HTTP call, so a few connections serve all of a
+# worker's threads; the overflow absorbs a slow database, and two workers stay within PostgreSQL's
+# default 100 connections.
 POOL_SIZE = 10
-POOL_OVERFLOW = 40
+POOL_OVERFLOW = 30
 
 
 def get_runtime() -> Runtime:

@@ -13,12 +13,14 @@ from typing import Any
 
 from celery.beat import Scheduler
 
-from celeryconfig import CHECK_QUEUE
+from celeryconfig import CHECK_QUEUE, TRIGGER_QUEUE
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.scheduling import (
     CHECK,
     CHECK_GROUP_SIZE,
     DISPATCH_BATCH_LIMIT,
+    TRIGGER,
+    Claim,
     Dispatch,
     claim_due_jobs,
     group_claims,
@@ -32,9 +34,17 @@ DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
 # At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): at the
-# measured 100-200 checks/s of one worker that is 5-10 s of work, well inside the shortest allowed
+# measured 200-250 checks/s of one worker that is 4-5 s of work, well inside the shortest allowed
 # interval (30 s) that is the messages' expiry, and enough that workers never wait for the next tick.
 MAX_QUEUED_CHECKS = 1000
+# Trigger runs (start or follow a Keboola job) are one job each and cost a few times a check; 200 is
+# a few seconds of work, far inside their 120 s lease.
+MAX_QUEUED_TRIGGERS = 200
+# Per action: its queue, how many jobs may wait there, and at most how many jobs one message carries.
+QUEUES = {
+    CHECK: (CHECK_QUEUE, MAX_QUEUED_CHECKS, CHECK_GROUP_SIZE),
+    TRIGGER: (TRIGGER_QUEUE, MAX_QUEUED_TRIGGERS, 1),
+}
 
 
 class DispatchScheduler(Scheduler):
@@ -50,55 +60,66 @@ class DispatchScheduler(Scheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)
         if time.monotonic() >= self._next_dispatch:
-            claimed, limit = self.dispatch()
+            more_due = self.dispatch()
             # A full batch means more jobs are due: go again at once instead of waiting a second.
-            self._next_dispatch = time.monotonic() + (0.0 if 0 < limit <= claimed else DISPATCH_EVERY_SECONDS)
+            self._next_dispatch = time.monotonic() + (0.0 if more_due else DISPATCH_EVERY_SECONDS)
         self._log_summary()
         self._count_jobs()
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
-    def _room_in_queue(self) -> int:
-        """How many more checks may be queued: back-pressure, so a backlog never outgrows the workers.
+    def _room_in_queues(self) -> dict[str, int]:
+        """How many more jobs each queue may take: back-pressure, so a backlog never outgrows the workers.
 
-        A check that waits in the queue past its expiry is dropped unrun and its job handed out again;
+        A task that waits in its queue past its expiry is dropped unrun and its job handed out again;
         without a cap, an overloaded fleet spends its time on messages that expire (see BENCHMARKS.md).
-        A job not claimed now stays due and is claimed at a later tick, on its own grid.
+        A job not claimed now stays due and is claimed at a later tick, oldest first.
         """
+        room = {}
         try:
             # A pooled connection: opening one per tick costs more than the question.
             with self.app.pool.acquire(block=True) as connection:
-                queued = connection.default_channel.queue_declare(CHECK_QUEUE, passive=True).message_count
+                connection.ensure_connection(max_retries=1)
+                for action, (queue, cap, jobs_per_message) in QUEUES.items():
+                    try:
+                        queued = connection.default_channel.queue_declare(queue, passive=True).message_count
+                    except connection.channel_errors:
+                        # An empty Redis queue does not exist as a key, and a passive declare of it fails.
+                        queued = 0
+                    # Counted as full groups: a conservative bound whatever the groups' sizes.
+                    room[action] = max(0, min(DISPATCH_BATCH_LIMIT, cap - queued * jobs_per_message))
         except Exception:
-            # An empty Redis queue does not exist as a key, and a passive declare of it fails.
-            queued = 0
-        # Counted as full groups: a conservative bound that keeps the cap whatever the groups' sizes.
-        return max(0, min(DISPATCH_BATCH_LIMIT, MAX_QUEUED_CHECKS - queued * CHECK_GROUP_SIZE))
+            # Nothing is claimed that could not be sent; the jobs stay due in the database.
+            logger.exception("cannot reach the broker; claiming nothing until it answers")
+            return {}
+        return room
 
-    def dispatch(self) -> tuple[int, int]:
-        """Claim and send due jobs; returns how many were claimed and the most that were allowed."""
+    def dispatch(self) -> bool:
+        """Claim and send due jobs; True when a queue took all it was allowed (more may be due)."""
         from worker.tasks import send_check, send_trigger
 
         runtime = get_runtime()
-        limit = self._room_in_queue()
-        if limit == 0:
-            return 0, 0
+        room = {action: limit for action, limit in self._room_in_queues().items() if limit > 0}
+        if not room:
+            return False
         now = utcnow()
+        claimed: dict[str, list[Claim]] = {}
         try:
             with session_scope(runtime.sessions) as session:
-                claims = claim_due_jobs(session, now=now, limit=limit)
+                for action, limit in room.items():
+                    claimed[action] = claim_due_jobs(session, now=now, limit=limit, actions=[action])
         except Exception:
             logger.exception("could not claim due jobs; trying again at the next tick")
-            return 0, limit
-        if not claims:
-            return 0, limit
+            return False
+        claims = [claim for action_claims in claimed.values() for claim in action_claims]
         for claim in claims:
             lag = (now - claim.planned_at).total_seconds()
             metrics.SCHEDULING_LAG.observe(lag)
             self._worst_lag = max(self._worst_lag, lag)
-        with self.app.producer_or_acquire() as producer:
-            for dispatch in group_claims(claims):
-                self._send(dispatch, producer, send_check, send_trigger)
-        return len(claims), limit
+        if claims:
+            with self.app.producer_or_acquire() as producer:
+                for dispatch in group_claims(claims):
+                    self._send(dispatch, producer, send_check, send_trigger)
+        return any(len(claimed[action]) >= limit for action, limit in room.items())
 
     def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
         try:

@@ -67,7 +67,7 @@ def _handle_transient(
 def check_job(self: Task, *job_ids: int) -> None:
     """Ask OpenAI about the unfinished batches of one job, or of a small group sharing a key and a lease.
 
-    Hand each job whose batches have all finished to the trigger.
+    A job whose batches have all finished moves to `triggering`; beat hands it to `trigger_keboola`.
     """
     # The task id is the lease token: it survives retries, and keeps the arguments down to job ids.
     lease_token = self.request.id
@@ -82,8 +82,6 @@ def _check_jobs(self: Task, job_ids: tuple[int, ...], lease_token: str) -> None:
     failures = {}
     for job_id, outcome in outcomes.items():
         metrics.CHECKS.labels(outcome.outcome).inc()
-        if outcome.trigger_token is not None:
-            send_trigger(job_id, outcome.trigger_token)
         if outcome.failure is not None:
             failures[job_id] = outcome.failure
     if failures:

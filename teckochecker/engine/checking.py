@@ -26,7 +26,6 @@ from teckochecker.clients.errors import PermanentError, ServiceError, TransientE
 from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
-from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
 from teckochecker.logs import log_context
 from teckochecker.models import BATCH_NOT_FOUND, BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, PollingJob, Secret
 from teckochecker.services.events import record_events
@@ -99,12 +98,11 @@ _SAVE_JOB = (
 class CheckOutcome:
     """What the check of one job led to.
 
-    `trigger_token` is set when the job just moved to `triggering`; `failure` when OpenAI should be asked
-    again (outcome TRANSIENT), and then the job keeps its lease for the retry.
+    `failure` is set when OpenAI should be asked again (outcome TRANSIENT); the job keeps its lease for
+    the retry.
     """
 
     ran: bool
-    trigger_token: str | None = None
     outcome: str = CHECKED
     failure: TransientError | None = None
 
@@ -326,15 +324,14 @@ def _conclude(
     if job.last_error is not None:
         job.record("recovered", "Checks succeed again")
         job.last_error = None
+    job.release()
     if all(status in BATCH_TERMINAL_STATUSES for status in statuses):
-        trigger_token = leases.new_token()
+        # The compare-and-set: only the check holding the lease of an active job gets here. Beat hands the
+        # job to one trigger task at its next tick, under a new lease and within the trigger queue's cap.
         job.status = JobStatus.TRIGGERING.value
-        job.lease_token = trigger_token
-        job.lease_until = now + TRIGGER_DISPATCH_LEASE
         job.next_check_at = now
         job.record("triggering", "Every batch has finished; starting the Keboola job")
-        return CheckOutcome(ran=True, trigger_token=trigger_token, outcome=ALL_FINISHED)
-    job.release()
+        return CheckOutcome(ran=True, outcome=ALL_FINISHED)
     return CheckOutcome(ran=True)
 
 

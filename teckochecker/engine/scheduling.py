@@ -14,6 +14,7 @@ UPDATE, with the same grid rule computed by `plan_next_check`.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,8 +39,9 @@ CHECK_GROUP_SIZE = 8
 
 _jobs = PollingJob.__table__
 _now = bindparam("now", type_=UTCDateTime())
+_STATUS_OF = {CHECK: JobStatus.ACTIVE.value, TRIGGER: JobStatus.TRIGGERING.value}
 _DUE = (
-    _jobs.c.status.in_([JobStatus.ACTIVE.value, JobStatus.TRIGGERING.value]),
+    _jobs.c.status.in_(bindparam("statuses", expanding=True)),
     _jobs.c.next_check_at <= _now,
     or_(_jobs.c.lease_until.is_(None), _jobs.c.lease_until <= _now),
 )
@@ -164,9 +166,11 @@ def _group_tokens(candidates: list[Any]) -> list[str]:
     return tokens
 
 
-def claim_due_jobs(session: Session, *, now: datetime, limit: int = DISPATCH_BATCH_LIMIT) -> list[Claim]:
-    """Claim up to `limit` due jobs, oldest plan first. The caller commits, then sends the tasks."""
-    parameters = {"now": now, "limit": limit}
+def claim_due_jobs(
+    session: Session, *, now: datetime, limit: int = DISPATCH_BATCH_LIMIT, actions: Collection[str] = (CHECK, TRIGGER)
+) -> list[Claim]:
+    """Claim up to `limit` due jobs for `actions`, oldest plan first. The caller commits, then sends the tasks."""
+    parameters = {"now": now, "limit": limit, "statuses": [_STATUS_OF[action] for action in actions]}
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(_CLAIM_MANY, {**parameters, "claim": new_token()}).all()
         return sorted((_claim(*row) for row in rows), key=lambda claim: claim.planned_at)
@@ -176,7 +180,7 @@ def claim_due_jobs(session: Session, *, now: datetime, limit: int = DISPATCH_BAT
         claim = _claim(candidate.id, candidate.status, token, candidate.next_check_at, candidate.poll_interval_seconds)
         planned = claim.planned_at
         values = {
-            "now": now,
+            **parameters,
             "job_id": claim.job_id,
             "planned": planned,
             "new_next_check_at": plan_next_check(planned, candidate.poll_interval_seconds, now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from teckochecker.clients.errors import PermanentError, ServiceError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
@@ -58,7 +58,8 @@ class _Plan:
 
 
 def _load(session: Session, job_id: int) -> PollingJob:
-    return session.scalars(select(PollingJob).where(PollingJob.id == job_id)).one()
+    # Secrets and batches load only where they are used (the plan), not with every write.
+    return session.scalars(select(PollingJob).where(PollingJob.id == job_id).options(lazyload("*"))).one()
 
 
 def _plan(session: Session, vault: Vault, job: PollingJob) -> _Plan:

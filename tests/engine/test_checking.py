@@ -6,7 +6,7 @@ from sqlalchemy import select
 from teckochecker.clients.errors import TransientError
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.checking import give_up_check, run_checks
-from teckochecker.engine.scheduling import claim_due_jobs
+from teckochecker.engine.scheduling import TRIGGER, claim_due_jobs
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import get_job, pause_job
 
@@ -65,8 +65,11 @@ def test_all_batches_finished_moves_the_job_to_triggering(world) -> None:
     outcome = _check(world, job_id)
     job, events = _job(world, job_id)
     assert outcome.outcome == "all_finished"
-    assert outcome.trigger_token is not None and job.lease_token == outcome.trigger_token
     assert job.status == JobStatus.TRIGGERING
+    # Due at once and unleased: beat's next tick hands it to exactly one trigger task.
+    assert job.lease_token is None and job.next_check_at <= utcnow()
+    with session_scope(world.sessions) as session:
+        assert [(c.job_id, c.action) for c in claim_due_jobs(session, now=utcnow())] == [(job_id, TRIGGER)]
     assert {b.batch_id: b.status for b in job.batches} == {"batch_ok": "completed", "batch_bad": "expired"}
     assert all(b.finished_at is not None for b in job.batches)
     assert events[-1] == "triggering"
@@ -104,7 +107,7 @@ def test_an_unknown_batch_is_not_found_and_counts_as_finished(world) -> None:
     outcome = _check(world, job_id)
     job, _ = _job(world, job_id)
     assert {b.batch_id: b.status for b in job.batches} == {"batch_real": "completed", "batch_ghost": "not_found"}
-    assert outcome.trigger_token is not None
+    assert outcome.outcome == "all_finished"
 
 
 def test_a_transient_failure_keeps_what_was_learned_and_the_lease(world) -> None:
@@ -151,7 +154,7 @@ def test_pausing_during_a_check_means_no_trigger(world) -> None:
         pause_job(session, get_job(session, job_id))
     check.join()
     job, events = _job(world, job_id)
-    assert result["outcome"].trigger_token is None
+    assert result["outcome"].outcome == "checked"
     assert job.status == JobStatus.PAUSED and job.batches[0].status == "completed"
     assert "triggering" not in events
 
@@ -172,7 +175,7 @@ def test_a_group_is_checked_together_and_each_job_gets_its_own_outcome(world) ->
     _set_token(world, stolen, "someone-else")
 
     outcomes = run_checks(world.sessions, world.vault, world.openai_client, [finished, busy, flaky, stolen], token)
-    assert outcomes[finished].outcome == "all_finished" and outcomes[finished].trigger_token
+    assert outcomes[finished].outcome == "all_finished"
     assert outcomes[busy].outcome == "checked" and outcomes[busy].failure is None
     assert outcomes[flaky].outcome == "transient_error" and outcomes[flaky].failure.status == 503
     assert outcomes[stolen].outcome == "skipped"

@@ -21,8 +21,12 @@ def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow())
     outcome = run_checks(world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token)[job_id]
-    assert outcome.trigger_token is not None
-    return job_id, outcome.trigger_token
+    assert outcome.outcome == "all_finished"
+    # Beat's next tick hands the job to one trigger task.
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow())
+    assert claim.action == TRIGGER
+    return job_id, claim.lease_token
 
 
 def _trigger(world, job_id: int, token: str) -> bool:
