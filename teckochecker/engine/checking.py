@@ -53,13 +53,8 @@ _JOB_STATE = (
     _jobs.c.lease_token,
     _jobs.c.lease_until,
 )
-# Locks the rows (a write, portable to SQLite) and reads the jobs' state, only where we hold the lease.
-_HOLD = (
-    update(_jobs)
-    .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), _jobs.c.lease_token == bindparam("token"))
-    .values(lease_token=bindparam("token"))
-    .returning(_jobs.c.id, *_JOB_STATE)
-)
+# Locks the rows and reads the jobs' state, only where we hold the lease.
+_HOLD = leases.hold_statement(_jobs.c.id, *_JOB_STATE)
 # What a check needs before it calls OpenAI: each job's key (still encrypted) and its batches' ids and status.
 _WORK = (
     select(_jobs.c.id, _secrets.c.name, _secrets.c.encrypted_value, _batches.c.batch_id, _batches.c.status)
@@ -276,11 +271,17 @@ def _ask_openai(
 ) -> dict[int, _Work]:
     """Ask about every pending batch, renewing the leases as time passes; returns the work still ours."""
     ours = {work.job_id: work for work in works}
+    # A group shares one key as a rule: decrypt it once, and keep the plaintext only for this call.
+    clients: dict[str, OpenAIBatchClient] = {}
     renewed_at = clock()
     for work in works:
         if work.job_id not in ours:
             continue
-        client = openai_client(vault.decrypt(work.encrypted_key, secret_name=work.secret))
+        client = clients.get(work.encrypted_key)
+        if client is None:
+            client = clients[work.encrypted_key] = openai_client(
+                vault.decrypt(work.encrypted_key, secret_name=work.secret)
+            )
         for batch_id in work.pending:
             if clock() - renewed_at > leases.RUN_LEASE / 3:
                 with session_scope(sessions) as session:

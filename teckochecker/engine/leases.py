@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import ColumnElement, Update, bindparam, update
 from sqlalchemy.orm import Session
 
 from teckochecker.models import PollingJob
@@ -35,12 +36,19 @@ _RENEW = (
     .values(lease_until=bindparam("until"))
     .returning(_jobs.c.id)
 )
-_HOLD = (
-    update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.lease_token == bindparam("token"))
-    .values(lease_token=bindparam("token"))
-    .returning(_jobs.c.id)
-)
+
+
+def hold_statement(*returning: ColumnElement[Any]) -> Update:
+    """Lock the rows of `job_ids` still leased to `token` (a write, portable to SQLite), returning `returning`."""
+    return (
+        update(_jobs)
+        .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), _jobs.c.lease_token == bindparam("token"))
+        .values(lease_token=bindparam("token"))
+        .returning(*returning)
+    )
+
+
+_HOLD = hold_statement(_jobs.c.id)
 
 
 def new_token() -> str:
@@ -68,7 +76,7 @@ def renew(
 
 def hold(session: Session, job_id: int, token: str) -> bool:
     """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
-    return session.execute(_HOLD, {"job_id": job_id, "token": token}).first() is not None
+    return session.execute(_HOLD, {"job_ids": [job_id], "token": token}).first() is not None
 
 
 def release(job: PollingJob) -> None:
