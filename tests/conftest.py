@@ -32,6 +32,12 @@ from teckochecker.vault import generate_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get("TECKOCHECKER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The Redis server the engine and service tests use (they flush their own numbered databases on it).
+REDIS_SERVER_URL = os.environ.get("TECKOCHECKER_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+
+
+def redis_test_url(database: int) -> str:
+    return f"{REDIS_SERVER_URL}/{database}"
 DATABASES = ("sqlite", "postgresql")
 
 

@@ -13,8 +13,9 @@ from teckochecker.db import utcnow
 from teckochecker.models import JobBatch, JobEvent, JobStatus, PollingJob
 from teckochecker.services.workers import record_heartbeat
 from tests.api.conftest import GUIDE_JOB
+from tests.conftest import redis_test_url
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = redis_test_url(0)
 UNREACHABLE_REDIS_URL = "redis://127.0.0.1:1/0"
 
 

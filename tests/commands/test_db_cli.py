@@ -5,6 +5,7 @@ from click.testing import CliRunner
 from cli import main
 from commands.context import AppContext
 from teckochecker.config import Settings, load_settings
+from tests.conftest import redis_test_url
 
 
 def _run(tmp_path: Path, *args: str, settings: Settings | None = None, input: str | None = None):
@@ -75,9 +76,9 @@ def test_doctor_reports_each_failure(tmp_path: Path) -> None:
 
 
 def test_doctor_passes_on_a_good_setup_with_redis(cli) -> None:
-    cli.settings = cli.settings.with_overrides(redis_url="redis://127.0.0.1:6379/0")
+    cli.settings = cli.settings.with_overrides(redis_url=redis_test_url(0))
     result = cli("doctor")
     assert result.exit_code == 0, result.output
-    assert "Redis at redis://127.0.0.1:6379/0 answers" in result.output
+    assert f"Redis at {redis_test_url(0)} answers" in result.output
     assert "│ Mode" in result.output and "server (" in result.output
     assert "All checks passed." in result.output

@@ -16,13 +16,13 @@ import redis
 import requests
 
 from teckochecker.vault import generate_key
-from tests.conftest import REPO_ROOT, wait_for_http
+from tests.conftest import REPO_ROOT, redis_test_url, wait_for_http
 
 pytestmark = pytest.mark.slow
 
 OPENAI_KEY = "sk-service-test-112233445566"
 KEBOOLA_TOKEN = "888-service-test-token"
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = redis_test_url(12)
 
 
 def _free_port() -> int:

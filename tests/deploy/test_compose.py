@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from teckochecker.vault import generate_key
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, redis_test_url
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_compose_services_run_as_local_processes_and_finish_a_job(
     api_port = _free_port()
     local = {
         "DATABASE_URL": empty_postgres_url,
-        "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "REDIS_URL": redis_test_url(REDIS_DB),
         # The test's outside world: the simulator, and short intervals.
         "OPENAI_BASE_URL": simulator.openai_base_url,
         "ALLOW_INSECURE_ENDPOINTS": "true",

@@ -24,7 +24,7 @@ from teckochecker.schema import upgrade_to_head
 from teckochecker.services.jobs import JobDraft, create_job
 from teckochecker.services.secrets import add_secret
 from teckochecker.vault import Vault, generate_key
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, redis_test_url
 
 OPENAI_KEY = "sk-worker-test-5f4e3d2c1b0a99887766"
 KEBOOLA_TOKEN = "777-worker-test-kbc-token-qwertyuiop"
@@ -141,7 +141,7 @@ def engine_installation(tmp_path: Path, empty_postgres_url: str, simulator) -> I
     settings = Settings(
         database_url=empty_postgres_url,
         secret_key=generate_key(),
-        redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        redis_url=redis_test_url(REDIS_DB),
         min_poll_interval=1,
         retry_delay=1,
         openai_base_url=simulator.openai_base_url,
