@@ -12,6 +12,8 @@ from teckochecker.services.validation import validate_name
 from teckochecker.vault import Vault
 
 JOBS_NAMED_IN_A_MESSAGE = 10
+# Real keys and tokens are a few hundred characters at most; anything longer is a paste gone wrong.
+SECRET_VALUE_MAX_LENGTH = 4096
 
 
 def parse_secret_type(field: str, value: str | None) -> SecretType:
@@ -22,12 +24,33 @@ def parse_secret_type(field: str, value: str | None) -> SecretType:
         raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
 
 
-def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: str) -> Secret:
-    name = validate_name("name", name, what="a secret's name")
-    secret_type = parse_secret_type("type", type)
+# These are sent in HTTP headers, which carry ASCII only.
+_HEADER_SECRET_TYPES = frozenset({SecretType.OPENAI, SecretType.KEBOOLA})
+
+
+def validate_secret_value(value: str | None, secret_type: SecretType) -> str:
+    """A key or token as it will be used: one line of printable text, surrounding space stripped."""
     plaintext = (value or "").strip()
     if not plaintext:
         raise ValidationError("value", "the secret value must not be empty")
+    if len(plaintext) > SECRET_VALUE_MAX_LENGTH:
+        raise ValidationError(
+            "value", f"the secret value must be at most {SECRET_VALUE_MAX_LENGTH} characters, got {len(plaintext)}"
+        )
+    if not plaintext.isprintable():
+        # A NUL, newline or other control character would corrupt the HTTP header the value is sent in.
+        raise ValidationError("value", "the secret value must not contain control characters or line breaks")
+    if secret_type in _HEADER_SECRET_TYPES and not plaintext.isascii():
+        raise ValidationError(
+            "value", f"an {secret_type.value} key or token is plain ASCII text; check what was pasted"
+        )
+    return plaintext
+
+
+def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: str) -> Secret:
+    name = validate_name("name", name, what="a secret's name")
+    secret_type = parse_secret_type("type", type)
+    plaintext = validate_secret_value(value, secret_type)
     if session.scalar(select(Secret.id).where(Secret.name == name)) is not None:
         raise ConflictError(f"A secret named '{name}' already exists")
     secret = Secret(name=name, type=secret_type.value, encrypted_value=vault.encrypt(plaintext))
@@ -43,9 +66,7 @@ def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: s
 
 def replace_secret_value(session: Session, vault: Vault, secret: Secret, value: str) -> Secret:
     """Store a new value for an existing secret (a rotated OpenAI key, a new Keboola token)."""
-    plaintext = (value or "").strip()
-    if not plaintext:
-        raise ValidationError("value", "the secret value must not be empty")
+    plaintext = validate_secret_value(value, SecretType(secret.type))
     secret.encrypted_value = vault.encrypt(plaintext)
     session.flush()
     return secret

@@ -25,12 +25,29 @@ def test_add_strips_and_encrypts_the_value(session, vault) -> None:
         ({"name": "a" * 256, "type": "openai", "value": "x"}, "name"),
         ({"name": "n", "type": "anthropic", "value": "x"}, "type"),
         ({"name": "n", "type": "openai", "value": "   "}, "value"),
+        ({"name": "n", "type": "openai", "value": "sk-a\x00b"}, "value"),
+        ({"name": "n", "type": "keboola", "value": "123-abc\r\nX-Injected: 1"}, "value"),
+        ({"name": "n", "type": "openai", "value": "sk-" + "a" * 4094}, "value"),
+        ({"name": "n", "type": "openai", "value": "sk-ключ"}, "value"),
     ],
 )
 def test_invalid_input_names_the_field(session, vault, kwargs, field) -> None:
     with pytest.raises(ValidationError) as caught:
         service.add_secret(session, vault, **kwargs)
     assert caught.value.field == field
+
+
+def test_a_value_of_the_cap_is_accepted(session, vault) -> None:
+    value = "sk-" + "a" * (service.SECRET_VALUE_MAX_LENGTH - 3)
+    secret = service.add_secret(session, vault, name="long", type="openai", value=value)
+    assert service.reveal_secret(session, vault, secret.id) == value
+
+
+def test_an_update_checks_the_new_value_like_a_new_secret(session, vault) -> None:
+    secret = service.add_secret(session, vault, name="keboola-prod", type="keboola", value="123-abc")
+    with pytest.raises(ValidationError, match="control characters"):
+        service.replace_secret_value(session, vault, secret, "123\x07abc")
+    assert service.reveal_secret(session, vault, secret.id) == "123-abc"
 
 
 def test_duplicate_name_is_refused(session, vault) -> None:
