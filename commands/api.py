@@ -12,9 +12,9 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from commands.context import AppContext, pass_app
+from teckochecker.addresses import is_loopback
 from teckochecker.config import Settings
 from teckochecker.logs import configure_logging
-from teckochecker.services.validation import is_loopback
 
 if TYPE_CHECKING:
     from flask import Flask

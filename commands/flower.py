@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from commands.context import AppContext, pass_app
-from teckochecker.services.validation import is_loopback
+from teckochecker.addresses import is_loopback
 
 
 @click.command("flower")

@@ -13,7 +13,7 @@ from teckochecker.models import SecretType
 from teckochecker.presenters import secret_view
 from teckochecker.services import secrets as secret_service
 from teckochecker.services import verification
-from teckochecker.services.validation import validate_stack_url
+from teckochecker.services.validation import keboola_hosts
 from teckochecker.services.verification import default_stack_for
 
 
@@ -74,9 +74,13 @@ def verify_secret(app: AppContext, name: str, stack: str | None) -> None:
         secret = secret_service.get_secret_by_name(session, name)
         value = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
         if secret.type == SecretType.KEBOOLA:
-            stack = validate_stack_url("stack", stack or default_stack_for(session, secret), app.settings)
+            stack = stack or default_stack_for(session, secret)
     result = verification.verify_secret(
-        secret.type, value, openai_base_url=app.settings.openai_base_url, stack_url=stack
+        secret.type,
+        value,
+        openai_base_url=app.settings.openai_base_url,
+        stack_url=stack,
+        keboola_hosts=keboola_hosts(app.settings),
     )
     if not result.ok:
         raise click.ClickException(f"Secret '{name}' is {result.verdict}: {result.message}")

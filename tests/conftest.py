@@ -7,7 +7,9 @@ tables. A PostgreSQL that cannot be reached is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -217,3 +219,50 @@ class CliHarness:
 @pytest.fixture
 def cli(settings: Settings, tmp_path: Path) -> CliHarness:
     return CliHarness(settings, tmp_path / ".env")
+
+
+class ConnectionRecorder:
+    """A TCP listener on loopback that records every connection and the first line it receives, then hangs up.
+
+    Used as a stand-in host or as an HTTPS proxy (the first line is then `CONNECT host:port …`), to prove that
+    nothing was sent somewhere it must not go.
+    """
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self.first_lines: list[str] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(2)
+                try:
+                    data = connection.recv(4096)
+                except OSError:
+                    data = b""
+                self.first_lines.append(data.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._server.close()
+
+
+@pytest.fixture
+def connection_recorder() -> Iterator[ConnectionRecorder]:
+    recorder = ConnectionRecorder()
+    yield recorder
+    recorder.close()

@@ -14,6 +14,7 @@ from teckochecker.clients.openai_batches import OpenAIBatchClient
 from teckochecker.config import Settings, load_settings
 from teckochecker.db import make_engine, make_session_factory
 from teckochecker.engine.leases import HTTP_TIMEOUTS
+from teckochecker.services.validation import keboola_hosts
 from teckochecker.vault import Vault
 
 
@@ -30,7 +31,9 @@ class Runtime:
 
     def keboola_client(self, token: str, stack_url: str) -> KeboolaQueueClient:
         connect, read = HTTP_TIMEOUTS
-        return KeboolaQueueClient(token, stack_url, connect_timeout=connect, read_timeout=read)
+        return KeboolaQueueClient(
+            token, stack_url, hosts=keboola_hosts(self.settings), connect_timeout=connect, read_timeout=read
+        )
 
 
 _lock = threading.Lock()

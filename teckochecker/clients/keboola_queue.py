@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,9 +12,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.clients.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, request_json
+from teckochecker.clients.keboola_hosts import KeboolaHosts
 
 SERVICE = "Keboola"
 SEARCH_PAGE_SIZE = 100
+# What we store of Keboola's answers must fit our columns and carry nothing but an id and a status word.
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JOB_STATUS = re.compile(r"^[a-z_]{1,32}$")
 
 
 def queue_url_for(stack_url: str) -> str:
@@ -60,17 +65,23 @@ class TokenInfo:
 
 
 class KeboolaQueueClient:
-    """One Storage API token against one Keboola stack. Cheap to create; connections are pooled per thread."""
+    """One Storage API token against one Keboola stack. Cheap to create; connections are pooled per thread.
+
+    Every request is checked against `hosts` right before it is sent: the token goes only to a trusted host,
+    whatever URL was stored (UnsafeEndpointError otherwise).
+    """
 
     def __init__(
         self,
         token: str,
         stack_url: str,
         *,
+        hosts: KeboolaHosts,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self._token = token
+        self._hosts = hosts
         self.stack_url = stack_url.strip().rstrip("/")
         self.queue_url = queue_url_for(self.stack_url)
         self.timeouts = (connect_timeout, read_timeout)
@@ -92,8 +103,8 @@ class KeboolaQueueClient:
         }
         job = self._call("POST", self.queue_url + "/jobs", json_body=body)
         job_id = job.get("id") if isinstance(job, dict) else None
-        if job_id is None:
-            raise TransientError(SERVICE, "accepted the job but its answer holds no job id")
+        if job_id is None or not _JOB_ID.match(str(job_id)):
+            raise TransientError(SERVICE, "accepted the job but its answer holds no valid job id")
         return str(job_id)
 
     def get_job(self, job_id: str) -> KeboolaJob:
@@ -142,6 +153,7 @@ class KeboolaQueueClient:
         )
 
     def _call(self, method: str, url: str, *, params: dict[str, Any] | None = None, json_body: Any = None) -> Any:
+        self._hosts.check_request_url(url)
         return request_json(
             method,
             url,
@@ -165,7 +177,12 @@ def read_keboola_error(body: Any) -> tuple[str | None, str | None]:
 
 
 def parse_job(body: Any) -> KeboolaJob:
-    if not isinstance(body, dict) or body.get("id") is None or not isinstance(body.get("status"), str):
+    if (
+        not isinstance(body, dict)
+        or not _JOB_ID.match(str(body.get("id")))
+        or not isinstance(body.get("status"), str)
+        or not _JOB_STATUS.match(body["status"])
+    ):
         raise TransientError(SERVICE, "answered with something that is not a job")
     variable_data = body.get("variableValuesData")
     values = variable_data.get("values") if isinstance(variable_data, dict) else None

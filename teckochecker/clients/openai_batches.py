@@ -20,6 +20,9 @@ SERVICE = "OpenAI"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 # OpenAI echoes a masked part of a rejected key ("Incorrect API key provided: sk-ab***xyz."): even masked,
 # it does not belong in our logs.
+# What we store of a batch must fit our columns: a status word, and ids made of id characters.
+_STATUS = re.compile(r"^[a-z_]{1,32}$")
+_FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ECHOED_KEY = re.compile(r"(API key provided: )[\w*.-]+?(?=\.?(\s|$))")
 
 
@@ -115,7 +118,13 @@ def read_openai_error(body: Any) -> tuple[str | None, str | None]:
 
 
 def parse_batch(body: Any) -> Batch:
-    if not isinstance(body, dict) or not isinstance(body.get("id"), str) or not isinstance(body.get("status"), str):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("id"), str)
+        or not isinstance(body.get("status"), str)
+        or not _STATUS.match(body["status"])
+        or not all(_file_id(body.get(name)) for name in ("output_file_id", "error_file_id"))
+    ):
         raise TransientError(SERVICE, "answered with something that is not a batch object")
     counts = body.get("request_counts")
     counts = counts if isinstance(counts, dict) else {}
@@ -151,6 +160,10 @@ def parse_batch(body: Any) -> Batch:
         cancelled_at=_integer(body.get("cancelled_at")),
         expires_at=_integer(body.get("expires_at")),
     )
+
+
+def _file_id(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and _FILE_ID.match(value) is not None)
 
 
 def _integer(value: Any) -> int | None:

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from teckochecker.clients.errors import PermanentError, ServiceError
+from teckochecker.clients.keboola_hosts import UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
@@ -225,6 +226,15 @@ def run_trigger(
         return _follow(sessions, client, job_id, token, keboola_job_id, plan)
     except _LeaseLost:
         return SKIPPED
+    except UnsafeEndpointError as error:
+        _fail(
+            sessions,
+            job_id,
+            token,
+            f"Refused to send the Keboola token: {error}. Fix the stack with `teckochecker job update {job_id} "
+            f"--keboola-stack URL`, then `teckochecker job retry {job_id}`.",
+        )
+        return REFUSED
     except PermanentError as error:
         _fail(sessions, job_id, token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
         return REFUSED

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
+from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
 from teckochecker.config import Settings
 from teckochecker.errors import ValidationError
 
 NAME_MAX_LENGTH = 255
 BATCH_ID_PATTERN = re.compile(r"^batch_[A-Za-z0-9_-]+$")
-KEBOOLA_DOMAIN = "keboola.com"
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
-STACK_URL_MAX_LENGTH = 2048
 
 
 def validate_name(field: str, value: str | None, *, what: str) -> str:
@@ -68,53 +64,14 @@ def validate_keboola_id(field: str, value: str | None, *, what: str) -> str:
     return identifier
 
 
-def is_loopback(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1 (brackets allowed): addresses only this machine can reach."""
-    host = host.strip().strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def keboola_hosts(settings: Settings) -> KeboolaHosts:
+    """The hosts this installation trusts with Keboola tokens."""
+    return KeboolaHosts(frozenset(settings.keboola_allowed_hosts), settings.allow_insecure_endpoints)
 
 
 def validate_stack_url(field: str, value: str | None, settings: Settings) -> str:
     """A Keboola stack URL: it receives a Storage API token, so only trusted hosts are accepted."""
-    url = (value or "").strip().rstrip("/")
-    if not url:
-        raise ValidationError(field, "the Keboola stack URL must not be empty")
-    if len(url) > STACK_URL_MAX_LENGTH:
-        raise ValidationError(field, f"must be at most {STACK_URL_MAX_LENGTH} characters, got {len(url)}")
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError(field, f"{url!r} is not a valid URL ({exc})") from None
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        raise ValidationError(field, f"{url!r} is not a URL like https://connection.keboola.com")
-    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
-        raise ValidationError(
-            field,
-            "give only the stack's address, like https://connection.eu-central-1.keboola.com, without a path",
-        )
-    insecure_allowed = settings.allow_insecure_endpoints
-    if parts.scheme == "http" and not insecure_allowed:
-        raise ValidationError(
-            field,
-            "must use https, since it receives a Keboola token (http needs ALLOW_INSECURE_ENDPOINTS=true)",
-        )
-    if is_loopback(host):
-        if not insecure_allowed:
-            raise ValidationError(field, f"loopback host {host!r} is accepted only with ALLOW_INSECURE_ENDPOINTS=true")
-    elif not (host == KEBOOLA_DOMAIN or host.endswith("." + KEBOOLA_DOMAIN) or host in settings.keboola_allowed_hosts):
-        raise ValidationError(
-            field,
-            f"host {host!r} is not a Keboola stack: it must end in .{KEBOOLA_DOMAIN} or be listed in "
-            "KEBOOLA_ALLOWED_HOSTS",
-        )
-    netloc = host if port is None else f"{host}:{port}"
-    if ":" in host:
-        netloc = f"[{host}]" if port is None else f"[{host}]:{port}"
-    return f"{parts.scheme}://{netloc}"
+        return keboola_hosts(settings).stack_url(value)
+    except UnsafeEndpointError as error:
+        raise ValidationError(field, error.message) from None

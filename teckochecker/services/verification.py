@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.http import redact
+from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
 from teckochecker.errors import ValidationError
@@ -46,14 +47,15 @@ def verify_secret(
     value: str,
     *,
     openai_base_url: str,
+    keboola_hosts: KeboolaHosts,
     stack_url: str | None = None,
     connect_timeout: float = VERIFY_CONNECT_TIMEOUT,
     read_timeout: float = VERIFY_READ_TIMEOUT,
 ) -> VerificationResult:
     """Ask the service whether it accepts `value`.
 
-    `stack_url` is required for a Keboola token (tokens belong to one stack) and should already have
-    passed `validate_stack_url`. Invalid means the service refused the secret (401/403); unreachable
+    `stack_url` and `keboola_hosts` are required for a Keboola token (tokens belong to one stack, and the
+    token is sent only to a trusted host). Invalid means the service refused the secret (401/403); unreachable
     means the answer did not tell (no connection, timeout, 429, 5xx, an unexpected status).
     """
     try:
@@ -65,7 +67,11 @@ def verify_secret(
         return _verify_openai(value, openai_base_url, (connect_timeout, read_timeout))
     if not stack_url:
         raise ValidationError("stack", "a Keboola token belongs to one stack: give the stack URL to check it against")
-    return _verify_keboola(value, stack_url, (connect_timeout, read_timeout))
+    try:
+        stack_url = keboola_hosts.stack_url(stack_url)
+    except UnsafeEndpointError as error:
+        raise ValidationError("stack", error.message) from None
+    return _verify_keboola(value, stack_url, keboola_hosts, (connect_timeout, read_timeout))
 
 
 def _verify_openai(key: str, base_url: str, timeouts: tuple[float, float]) -> VerificationResult:
@@ -77,8 +83,10 @@ def _verify_openai(key: str, base_url: str, timeouts: tuple[float, float]) -> Ve
     return VerificationResult(Verdict.VALID, f"OpenAI accepted the key: it can read batches at {client.base_url}")
 
 
-def _verify_keboola(token: str, stack_url: str, timeouts: tuple[float, float]) -> VerificationResult:
-    client = KeboolaQueueClient(token, stack_url, connect_timeout=timeouts[0], read_timeout=timeouts[1])
+def _verify_keboola(
+    token: str, stack_url: str, hosts: KeboolaHosts, timeouts: tuple[float, float]
+) -> VerificationResult:
+    client = KeboolaQueueClient(token, stack_url, hosts=hosts, connect_timeout=timeouts[0], read_timeout=timeouts[1])
     try:
         info = client.verify_token()
     except ServiceError as exc:

@@ -8,8 +8,8 @@ from flask import Flask
 
 from commands.api import ApiServer, api, bind_address
 from commands.context import AppContext
+from teckochecker.addresses import is_loopback
 from teckochecker.config import Settings
-from teckochecker.services.validation import is_loopback
 
 
 @pytest.fixture

@@ -87,6 +87,10 @@ def test_exactly_one_of_each_alternative(
         ({"keboola_secret_id": 99}, "keboola_secret_id", "secret 99 does not exist"),
         ({"keboola_secret_id": None, "keboola_secret": "nope"}, "keboola_secret", "'nope' does not exist"),
         ({"keboola_stack_url": "https://evil.example.com"}, "keboola_stack_url", "is not a Keboola stack"),
+        # requests would connect to evil.com (urllib3 stops the host at the backslash) with the token.
+        ({"keboola_stack_url": "https://evil.com\\.keboola.com"}, "keboola_stack_url", "backslashes"),
+        ({"keboola_stack_url": "https://a b.keboola.com"}, "keboola_stack_url", "spaces"),
+        ({"keboola_stack_url": "https://a\x00.keboola.com"}, "keboola_stack_url", "control"),
         ({"poll_interval_seconds": 5}, "poll_interval_seconds", "between 30 and 3600"),
         ({"poll_interval_seconds": "120"}, "poll_interval_seconds", "Not a valid integer"),
         ({"poll_interval_seconds": 120.5}, "poll_interval_seconds", "Not a valid integer"),
@@ -149,7 +153,13 @@ def test_patch_changes_only_the_given_fields(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize(
     ("body", "field"),
-    [({}, "job"), ({"poll_interval_seconds": 1}, "poll_interval_seconds"), ({"batch_id": "batch_z"}, "batch_id")],
+    [
+        ({}, "job"),
+        ({"poll_interval_seconds": 1}, "poll_interval_seconds"),
+        ({"batch_id": "batch_z"}, "batch_id"),
+        ({"keboola_stack_url": "https://evil.com\\.keboola.com"}, "keboola_stack_url"),
+        ({"keboola_stack_url": "https://connection.keboola.com%2f@evil.com"}, "keboola_stack_url"),
+    ],
 )
 def test_patch_refuses_invalid_changes(client: FlaskClient, body: dict[str, Any], field: str) -> None:
     job = create(client)

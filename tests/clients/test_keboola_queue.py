@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
+from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaQueueClient, batch_variables, queue_url_for
 from teckochecker.simulator import RunningSimulator, start_simulator
 
 COMPONENT = "kds-team.app-custom-python"
+# The simulator listens on loopback over http, which only ALLOW_INSECURE_ENDPOINTS trusts.
+SIMULATOR_HOSTS = KeboolaHosts(allow_insecure=True)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +49,7 @@ def test_batch_variables_are_strings_holding_json_lists_and_counts() -> None:
 
 
 def test_starting_a_job_sends_keboolas_body_with_the_token(simulator: RunningSimulator, token: str) -> None:
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     variables = batch_variables(["batch_a"], [])
 
     job_id = client.start_job(COMPONENT, "123456", variables)
@@ -64,7 +67,7 @@ def test_starting_a_job_sends_keboolas_body_with_the_token(simulator: RunningSim
 
 def test_a_job_is_followed_until_it_finishes(simulator: RunningSimulator, token: str) -> None:
     simulator.control.configure(job_duration=0.6)
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     job_id = client.start_job(COMPONENT, "1", batch_variables(["batch_a"], []))
 
     seen: list[str] = []
@@ -82,7 +85,7 @@ def test_a_job_is_followed_until_it_finishes(simulator: RunningSimulator, token:
 
 
 def test_a_job_flipped_to_error_is_finished_with_that_status(simulator: RunningSimulator, token: str) -> None:
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     job_id = client.start_job(COMPONENT, "1", [])
 
     simulator.control.set_job_status(job_id, "error")
@@ -94,7 +97,7 @@ def test_a_job_flipped_to_error_is_finished_with_that_status(simulator: RunningS
 def test_search_finds_recent_jobs_of_one_configuration_with_their_variables(
     simulator: RunningSimulator, token: str
 ) -> None:
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     client.start_job(COMPONENT, "old", [])
     time.sleep(1.1)
     since = datetime.now(UTC)
@@ -112,7 +115,7 @@ def test_search_finds_recent_jobs_of_one_configuration_with_their_variables(
 
 
 def test_search_reads_every_page(simulator: RunningSimulator, token: str) -> None:
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     started = {client.start_job(COMPONENT, "7", []) for _ in range(205)}
 
     found = client.search_jobs(COMPONENT, "7", datetime.now(UTC) - timedelta(minutes=1))
@@ -124,7 +127,7 @@ def test_search_reads_every_page(simulator: RunningSimulator, token: str) -> Non
 
 def test_search_lags_like_keboolas_index(simulator: RunningSimulator, token: str) -> None:
     simulator.control.configure(search_delay=0.5)
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
     since = datetime.now(UTC) - timedelta(seconds=1)
     job_id = client.start_job(COMPONENT, "9", [])
 
@@ -135,7 +138,7 @@ def test_search_lags_like_keboolas_index(simulator: RunningSimulator, token: str
 
 def test_a_job_whose_answer_was_lost_is_found_by_search(simulator: RunningSimulator, token: str) -> None:
     simulator.control.add_fault("/jobs", method="POST", delay=1, count=1)
-    client = KeboolaQueueClient(token, simulator.stack_url, read_timeout=0.3)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS, read_timeout=0.3)
     since = datetime.now(UTC) - timedelta(seconds=1)
 
     with pytest.raises(TransientError):
@@ -149,13 +152,13 @@ def test_a_job_whose_answer_was_lost_is_found_by_search(simulator: RunningSimula
 def test_verify_token_says_who_the_token_is(simulator: RunningSimulator, token: str) -> None:
     simulator.control.add_token("9999-project-two-token", project_id="2", description="reporting")
 
-    info = KeboolaQueueClient("9999-project-two-token", simulator.stack_url).verify_token()
+    info = KeboolaQueueClient("9999-project-two-token", simulator.stack_url, hosts=SIMULATOR_HOSTS).verify_token()
 
     assert (info.description, info.project_id, info.project_name) == ("reporting", "2", "Simulated project 2")
 
 
 def test_an_unknown_token_is_refused_everywhere_and_starts_nothing(simulator: RunningSimulator) -> None:
-    client = KeboolaQueueClient("0000-unknown-token", simulator.stack_url)
+    client = KeboolaQueueClient("0000-unknown-token", simulator.stack_url, hosts=SIMULATOR_HOSTS)
 
     with pytest.raises(PermanentError) as on_verify:
         client.verify_token()
@@ -170,8 +173,10 @@ def test_an_unknown_token_is_refused_everywhere_and_starts_nothing(simulator: Ru
 
 def test_a_job_of_another_project_or_unknown_id_is_not_found(simulator: RunningSimulator, token: str) -> None:
     simulator.control.add_token("2222-other-project", project_id="2")
-    job_id = KeboolaQueueClient("2222-other-project", simulator.stack_url).start_job(COMPONENT, "1", [])
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    job_id = KeboolaQueueClient("2222-other-project", simulator.stack_url, hosts=SIMULATOR_HOSTS).start_job(
+        COMPONENT, "1", []
+    )
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
 
     for missing in (job_id, "123"):
         with pytest.raises(PermanentError) as caught:
@@ -182,7 +187,7 @@ def test_a_job_of_another_project_or_unknown_id_is_not_found(simulator: RunningS
 
 def test_a_refused_job_is_permanent_with_keboolas_message(simulator: RunningSimulator, token: str) -> None:
     with pytest.raises(PermanentError) as caught:
-        KeboolaQueueClient(token, simulator.stack_url).start_job("", "1", [])
+        KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS).start_job("", "1", [])
 
     assert caught.value.status == 400
     assert "component" in caught.value.message
@@ -193,7 +198,7 @@ def test_throttling_and_outages_are_transient(
     simulator: RunningSimulator, token: str, status: int, retry_after: float | None
 ) -> None:
     simulator.control.add_fault("/jobs", method="POST", status=status, retry_after=retry_after, count=1)
-    client = KeboolaQueueClient(token, simulator.stack_url)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS)
 
     with pytest.raises(TransientError) as caught:
         client.start_job(COMPONENT, "1", [])
@@ -208,7 +213,7 @@ def test_a_redirect_is_refused_and_the_token_goes_nowhere_else(simulator: Runnin
         simulator.control.add_fault("/jobs", status=307, headers={"Location": elsewhere.base_url + "/jobs"})
 
         with pytest.raises(PermanentError) as caught:
-            KeboolaQueueClient(token, simulator.stack_url).start_job(COMPONENT, "1", [])
+            KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS).start_job(COMPONENT, "1", [])
 
         assert caught.value.status == 307
         assert elsewhere.control.counters()["total"] == 0
@@ -218,7 +223,7 @@ def test_the_token_never_appears_in_errors_logs_or_reprs(
     simulator: RunningSimulator, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    client = KeboolaQueueClient(token, simulator.stack_url, read_timeout=0.3)
+    client = KeboolaQueueClient(token, simulator.stack_url, hosts=SIMULATOR_HOSTS, read_timeout=0.3)
     errors: list[ServiceError] = []
 
     client.get_job(client.start_job(COMPONENT, "1", []))
@@ -232,9 +237,22 @@ def test_the_token_never_appears_in_errors_logs_or_reprs(
             client.start_job(COMPONENT, "1", [])
         errors.append(caught.value)
     with pytest.raises(ServiceError) as caught:
-        KeboolaQueueClient(token + "-wrong", simulator.stack_url).verify_token()
+        KeboolaQueueClient(token + "-wrong", simulator.stack_url, hosts=SIMULATOR_HOSTS).verify_token()
     errors.append(caught.value)
 
     texts = [str(error) for error in errors] + [repr(error) for error in errors] + [repr(client)]
     texts += [record.getMessage() for record in caplog.records]
     assert not [text for text in texts if token in text]
+
+
+def test_a_token_is_never_sent_to_an_untrusted_host(connection_recorder) -> None:
+    # urllib3 reads this URL's host as 127.0.0.1 (it stops at the backslash); urlsplit reads it as a
+    # keboola.com host. The client judges the host the way urllib3 will connect to it.
+    stack = f"https://127.0.0.1:{connection_recorder.port}\\.keboola.com"
+    client = KeboolaQueueClient("1234-secret-token", stack, hosts=KeboolaHosts())
+
+    with pytest.raises(UnsafeEndpointError, match="backslashes"):
+        client.verify_token()
+    with pytest.raises(UnsafeEndpointError):
+        client.start_job(COMPONENT, "1", [])
+    assert connection_recorder.first_lines == []

@@ -71,6 +71,15 @@ def test_list_with_status_filter(with_secrets) -> None:
     assert "No polling jobs with status completed." in cli("job", "list", "--status", "completed").output
 
 
+def test_update_refuses_a_stack_url_that_would_send_the_token_elsewhere(with_secrets) -> None:
+    cli = with_secrets
+    cli(*GUIDE_JOB)
+    result = cli("job", "update", "1", "--keboola-stack", "https://evil.com\\.keboola.com")
+    assert result.exit_code == 1 and "keboola_stack_url" in result.output and "backslashes" in result.output
+    job = json.loads(cli("job", "show", "1", "--json").output)
+    assert job["keboola_stack_url"] == "https://connection.eu-central-1.keboola.com"
+
+
 def test_update(with_secrets) -> None:
     cli = with_secrets
     cli(*GUIDE_JOB)
@@ -89,6 +98,8 @@ def test_update(with_secrets) -> None:
         ("--poll-interval", "10", "poll_interval_seconds: must be between 30 and 3600 seconds, got 10"),
         ("--batch-id", "abc123", "'abc123' is not an OpenAI batch id"),
         ("--keboola-stack", "http://connection.keboola.com", "must use https"),
+        ("--keboola-stack", "https://evil.com\\.keboola.com", "must not contain spaces, backslashes"),
+        ("--keboola-stack", "https://a b.keboola.com", "must not contain spaces, backslashes"),
         ("--name", "x" * 300, "at most 255 characters"),
     ],
 )

@@ -130,3 +130,17 @@ def test_verify_uses_the_stack_of_a_job_using_the_token(cli, simulator) -> None:
     assert cli("secret", "verify", "k").exit_code == 0
     refused = cli("secret", "verify", "k", "--stack", "https://evil.example.com")
     assert refused.exit_code == 1 and "not a Keboola stack" in refused.output
+
+
+def test_verify_never_sends_a_token_to_a_stack_url_that_reaches_another_host(
+    cli, monkeypatch, connection_recorder
+) -> None:
+    # The recorder stands in as the HTTPS proxy: a request to any host would reach it as `CONNECT host:443`.
+    monkeypatch.setenv("HTTPS_PROXY", connection_recorder.url)
+    cli("secret", "add", "--name", "k", "--type", "keboola", "--value", "1234-5678-kbcSecretToken")
+
+    result = cli("secret", "verify", "k", "--stack", "https://evil.com\\.keboola.com")
+
+    assert result.exit_code == 1 and "backslashes" in result.output
+    assert "kbcSecretToken" not in result.output
+    assert connection_recorder.first_lines == []

@@ -9,9 +9,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
+from teckochecker.config import Settings
 from teckochecker.db import make_session_factory
 from teckochecker.services.jobs import JobDraft, create_job
 from teckochecker.services.secrets import add_secret
+from teckochecker.services.validation import keboola_hosts
 
 OPENAI_KEY = "sk-engine-test-0d9c8b7a6f5e4d3c2b1a"
 KEBOOLA_TOKEN = "555-engine-test-kbc-token-zyxwvu"
@@ -22,7 +24,7 @@ class EngineWorld:
     """A database with two secrets, a simulator that accepts them, and client factories pointing at it."""
 
     sessions: sessionmaker[Session]
-    settings: object
+    settings: Settings
     vault: object
     simulator: object
 
@@ -30,7 +32,9 @@ class EngineWorld:
         return OpenAIBatchClient(key, self.simulator.openai_base_url, connect_timeout=2, read_timeout=2)
 
     def keboola_client(self, token: str, stack_url: str) -> KeboolaQueueClient:
-        return KeboolaQueueClient(token, stack_url, connect_timeout=2, read_timeout=2)
+        return KeboolaQueueClient(
+            token, stack_url, hosts=keboola_hosts(self.settings), connect_timeout=2, read_timeout=2
+        )
 
     def create_job(self, batch_ids: list[str], **overrides) -> int:
         values = {

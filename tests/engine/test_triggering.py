@@ -179,3 +179,21 @@ def test_a_run_that_lost_its_lease_during_the_search_starts_nothing(world) -> No
     run.join()
     assert result["outcome"] == "skipped"
     assert world.simulator.control.keboola_jobs() == []
+
+
+def test_a_bad_stack_url_in_the_database_is_refused_at_use_time_and_never_sent(world, connection_recorder) -> None:
+    # A URL an older version accepted, or one written into the database by hand: urllib3 would connect to
+    # 127.0.0.1:<recorder> with the token.
+    job_id, token = _triggering_job(world, {"batch_done": "completed"})
+    bad_stack = f"https://127.0.0.1:{connection_recorder.port}\\.keboola.com"
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(keboola_stack_url=bad_stack))
+
+    assert _trigger(world, job_id, token) == "refused"
+
+    job, kinds = _job(world, job_id)
+    assert job.status == JobStatus.FAILED and kinds[-1] == "failed"
+    assert "Refused to send the Keboola token" in job.last_error and "backslashes" in job.last_error
+    assert f"job update {job_id} --keboola-stack" in job.last_error
+    assert connection_recorder.first_lines == []
+    assert world.simulator.control.keboola_jobs() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from teckochecker.clients.keboola_hosts import KeboolaHosts
 from teckochecker.errors import ValidationError
 from teckochecker.models import SecretType
 from teckochecker.services.verification import Verdict, VerificationResult, verify_secret
@@ -19,12 +20,25 @@ def simulator(simulator: RunningSimulator) -> RunningSimulator:
     return register_test_credentials(simulator)
 
 
+# The simulator is a loopback http host, trusted only with ALLOW_INSECURE_ENDPOINTS.
+SIMULATOR_HOSTS = KeboolaHosts(allow_insecure=True)
+
+
 def verify_openai(simulator: RunningSimulator, key: str, **kwargs: float) -> VerificationResult:
-    return verify_secret(SecretType.OPENAI, key, openai_base_url=simulator.openai_base_url, **kwargs)
+    return verify_secret(
+        SecretType.OPENAI, key, openai_base_url=simulator.openai_base_url, keboola_hosts=SIMULATOR_HOSTS, **kwargs
+    )
 
 
 def verify_keboola(simulator: RunningSimulator, token: str, **kwargs: float) -> VerificationResult:
-    return verify_secret("keboola", token, openai_base_url="unused", stack_url=simulator.stack_url, **kwargs)
+    return verify_secret(
+        "keboola",
+        token,
+        openai_base_url="unused",
+        keboola_hosts=SIMULATOR_HOSTS,
+        stack_url=simulator.stack_url,
+        **kwargs,
+    )
 
 
 def test_a_working_openai_key_is_valid(simulator: RunningSimulator) -> None:
@@ -78,7 +92,9 @@ def test_nothing_listening_is_unreachable() -> None:
     with start_simulator() as gone:
         base_url = gone.openai_base_url
 
-    result = verify_secret("openai", API_KEY, openai_base_url=base_url, connect_timeout=1)
+    result = verify_secret(
+        "openai", API_KEY, openai_base_url=base_url, keboola_hosts=SIMULATOR_HOSTS, connect_timeout=1
+    )
 
     assert result.verdict is Verdict.UNREACHABLE
     assert API_KEY not in result.message
@@ -117,13 +133,24 @@ def test_a_secret_echoed_by_the_service_is_still_kept_out(simulator: RunningSimu
 
 def test_a_keboola_token_needs_a_stack() -> None:
     with pytest.raises(ValidationError) as caught:
-        verify_secret("keboola", TOKEN, openai_base_url="https://api.openai.com/v1", stack_url=None)
+        verify_secret(
+            "keboola", TOKEN, openai_base_url="https://api.openai.com/v1", keboola_hosts=KeboolaHosts(), stack_url=None
+        )
 
     assert caught.value.field == "stack"
 
 
+def test_a_keboola_token_is_never_checked_against_an_untrusted_stack(connection_recorder) -> None:
+    stack = f"https://127.0.0.1:{connection_recorder.port}\\.keboola.com"
+    with pytest.raises(ValidationError, match="backslashes") as caught:
+        verify_secret("keboola", TOKEN, openai_base_url="unused", keboola_hosts=KeboolaHosts(), stack_url=stack)
+
+    assert caught.value.field == "stack"
+    assert connection_recorder.first_lines == []
+
+
 def test_an_unknown_secret_type_is_refused() -> None:
     with pytest.raises(ValidationError) as caught:
-        verify_secret("github", "x", openai_base_url="https://api.openai.com/v1")
+        verify_secret("github", "x", openai_base_url="https://api.openai.com/v1", keboola_hosts=KeboolaHosts())
 
     assert caught.value.field == "type"
