@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dotenv import dotenv_values
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from teckochecker.errors import ConfigError
 
@@ -206,6 +209,28 @@ def _check_consistency(settings: Settings) -> None:
         )
 
 
+def _check_openai_base_url(settings: Settings) -> None:
+    """OPENAI_BASE_URL receives every OpenAI key: https, and read alike by every URL parser."""
+    url = settings.openai_base_url
+    if not url.isascii() or re.search(r"[\\\s\x00-\x1f\x7f@?#]", url):
+        raise ConfigError(
+            "OPENAI_BASE_URL",
+            "must be a plain URL such as https://api.openai.com/v1, without spaces, backslashes, a user name, a "
+            "query or a fragment",
+        )
+    try:
+        parsed = parse_url(url)
+    except LocationParseError:
+        raise ConfigError("OPENAI_BASE_URL", "is not a valid URL") from None
+    if parsed.scheme not in ("https", "http") or not parsed.host:
+        raise ConfigError("OPENAI_BASE_URL", "must be an https:// URL such as https://api.openai.com/v1")
+    if parsed.scheme == "http" and not settings.allow_insecure_endpoints:
+        raise ConfigError(
+            "OPENAI_BASE_URL",
+            "must use https, since it receives your OpenAI keys (http needs ALLOW_INSECURE_ENDPOINTS)",
+        )
+
+
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> Settings:
     """Read settings from `environ` (default: the process environment), then `env_file`, then defaults."""
     environ = os.environ if environ is None else environ
@@ -228,4 +253,5 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | Path
 
     settings = Settings(**values, env_file=str(env_path) if env_path and env_path.is_file() else None)
     _check_consistency(settings)
+    _check_openai_base_url(settings)
     return settings

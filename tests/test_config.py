@@ -68,6 +68,11 @@ def test_lists_and_flags() -> None:
     assert settings.allow_insecure_endpoints is True
 
 
+def test_an_http_openai_base_url_needs_insecure_endpoints_allowed() -> None:
+    settings = load_settings({"OPENAI_BASE_URL": "http://127.0.0.1:8900/v1", "ALLOW_INSECURE_ENDPOINTS": "true"}, None)
+    assert settings.openai_base_url == "http://127.0.0.1:8900/v1"
+
+
 def test_postgres_url_as_the_guide_writes_it_is_accepted() -> None:
     settings = load_settings({"DATABASE_URL": "postgresql://user:password@localhost/teckochecker"}, None)
     assert settings.database_url == "postgresql://user:password@localhost/teckochecker"
@@ -86,6 +91,10 @@ def test_postgres_url_as_the_guide_writes_it_is_accepted() -> None:
         ({"ALLOW_INSECURE_ENDPOINTS": "maybe"}, "ALLOW_INSECURE_ENDPOINTS", "true or false"),
         ({"SECRET_KEY": "not-a-fernet-key"}, "SECRET_KEY", "Fernet.generate_key()"),
         ({"MAX_RETRIES": "-1"}, "MAX_RETRIES", "0 or more"),
+        ({"OPENAI_BASE_URL": "http://api.openai.com/v1"}, "OPENAI_BASE_URL", "must use https"),
+        ({"OPENAI_BASE_URL": "ftp://api.openai.com/v1"}, "OPENAI_BASE_URL", "https:// URL"),
+        ({"OPENAI_BASE_URL": "https://evil.com\\.openai.com/v1"}, "OPENAI_BASE_URL", "backslashes"),
+        ({"OPENAI_BASE_URL": "https://user:pw@api.openai.com/v1"}, "OPENAI_BASE_URL", "a user name"),
     ],
 )
 def test_bad_values_name_the_key(environ: dict[str, str], key: str, fragment: str) -> None:
