@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,8 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
 from teckochecker.config import Settings, load_settings
-from teckochecker.db import make_engine, make_session_factory
+from teckochecker.db import make_engine, make_session_factory, session_scope
 from teckochecker.engine.leases import HTTP_TIMEOUTS
+from teckochecker.redaction import StoredSecretsRedactor
+from teckochecker.services.secrets import stored_secret_values
 from teckochecker.services.validation import keboola_hosts
 from teckochecker.vault import Vault
 
@@ -25,14 +28,34 @@ class Runtime:
     sessions: sessionmaker[Session]
     vault: Vault
 
+    @cached_property
+    def redactor(self) -> StoredSecretsRedactor:
+        """Keeps every stored secret, not only the key of the call, out of errors that are stored or logged."""
+        return StoredSecretsRedactor(self._stored_secret_values)
+
+    def _stored_secret_values(self) -> list[str]:
+        with session_scope(self.sessions) as session:
+            return stored_secret_values(session, self.vault)
+
     def openai_client(self, api_key: str) -> OpenAIBatchClient:
         connect, read = HTTP_TIMEOUTS
-        return OpenAIBatchClient(api_key, self.settings.openai_base_url, connect_timeout=connect, read_timeout=read)
+        return OpenAIBatchClient(
+            api_key,
+            self.settings.openai_base_url,
+            redactor=self.redactor,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
 
     def keboola_client(self, token: str, stack_url: str) -> KeboolaQueueClient:
         connect, read = HTTP_TIMEOUTS
         return KeboolaQueueClient(
-            token, stack_url, hosts=keboola_hosts(self.settings), connect_timeout=connect, read_timeout=read
+            token,
+            stack_url,
+            hosts=keboola_hosts(self.settings),
+            redactor=self.redactor,
+            connect_timeout=connect,
+            read_timeout=read,
         )
 
 

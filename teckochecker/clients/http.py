@@ -28,7 +28,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 MESSAGE_MAX_LENGTH = 500
-REDACTED = "[redacted]"
 
 # Reads a decoded error body into (message, code); each service shapes its errors differently.
 ErrorReader = Callable[[Any], tuple[str | None, str | None]]
@@ -67,10 +66,6 @@ def session_for(url: str) -> requests.Session:
     return session
 
 
-def redact(text: str, secret: str) -> str:
-    return text.replace(secret, REDACTED) if secret else text
-
-
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from `retry-after-ms`, else `retry-after` (seconds or an HTTP date)."""
     milliseconds = _seconds(headers.get("retry-after-ms"))
@@ -104,14 +99,17 @@ def request_json(
     url: str,
     *,
     service: str,
-    secret: str,
+    redact: Callable[[str], str],
     headers: Mapping[str, str],
     timeouts: tuple[float, float],
     read_error: ErrorReader,
     params: Mapping[str, Any] | None = None,
     json_body: Any = None,
 ) -> Any:
-    """Send one request and return the decoded JSON of a 2xx answer; raise a classified error otherwise."""
+    """Send one request and return the decoded JSON of a 2xx answer; raise a classified error otherwise.
+
+    Every piece of the answer that goes into an error message passes through `redact` first.
+    """
     host = urlsplit(url).netloc
     started = time.monotonic()
     try:
@@ -131,10 +129,10 @@ def request_json(
     except requests.Timeout:
         raise TransientError(service, f"{host} sent no answer within {timeouts[1]:g} s") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        reason = redact(_root_cause(exc), secret)
+        reason = redact(_root_cause(exc))
         raise TransientError(service, f"connection to {host} failed: {reason}") from None
     except requests.RequestException as exc:
-        raise PermanentError(service, f"request to {host} could not be sent: {redact(str(exc), secret)}") from None
+        raise PermanentError(service, f"request to {host} could not be sent: {redact(str(exc))}") from None
 
     elapsed_ms = (time.monotonic() - started) * 1000
     logger.debug("%s %s %s -> %s in %.0f ms", service, method, response.url, response.status_code, elapsed_ms)
@@ -147,12 +145,12 @@ def request_json(
     if 300 <= status < 400:
         location = response.headers.get("location", "?")
         raise PermanentError(
-            service, f"{host} redirected to {redact(location, secret)}; check the configured URL", status=status
+            service, f"{host} redirected to {redact(location)}; check the configured URL", status=status
         )
 
     message, code = _read_error_body(response, read_error)
-    message = redact(message or f"{status} {response.reason}", secret)[:MESSAGE_MAX_LENGTH]
-    code = redact(code, secret) if code else None
+    message = redact(message or f"{status} {response.reason}")[:MESSAGE_MAX_LENGTH]
+    code = redact(code) if code else None
     if status in TRANSIENT_STATUSES or status >= 500:
         raise TransientError(
             service, message, status=status, code=code, retry_after=parse_retry_after(response.headers)

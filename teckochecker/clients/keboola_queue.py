@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from teckochecker.clients.errors import TransientError
 from teckochecker.clients.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, request_json
 from teckochecker.clients.keboola_hosts import KeboolaHosts
+from teckochecker.redaction import Redactor, Redacts
 
 SERVICE = "Keboola"
 SEARCH_PAGE_SIZE = 100
@@ -68,7 +69,8 @@ class KeboolaQueueClient:
     """One Storage API token against one Keboola stack. Cheap to create; connections are pooled per thread.
 
     Every request is checked against `hosts` right before it is sent: the token goes only to a trusted host,
-    whatever URL was stored (UnsafeEndpointError otherwise).
+    whatever URL was stored (UnsafeEndpointError otherwise). Error messages never hold the token, nor
+    anything `redactor` knows (by default: key shapes only).
     """
 
     def __init__(
@@ -77,11 +79,13 @@ class KeboolaQueueClient:
         stack_url: str,
         *,
         hosts: KeboolaHosts,
+        redactor: Redacts | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self._token = token
         self._hosts = hosts
+        self._redactor = redactor or Redactor()
         self.stack_url = stack_url.strip().rstrip("/")
         self.queue_url = queue_url_for(self.stack_url)
         self.timeouts = (connect_timeout, read_timeout)
@@ -158,7 +162,7 @@ class KeboolaQueueClient:
             method,
             url,
             service=SERVICE,
-            secret=self._token,
+            redact=lambda text: self._redactor.redact(text, self._token),
             headers={"X-StorageApi-Token": self._token, "Accept": "application/json"},
             timeouts=self.timeouts,
             read_error=read_keboola_error,

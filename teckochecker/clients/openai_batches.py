@@ -8,13 +8,9 @@ from typing import Any
 from urllib.parse import quote
 
 from teckochecker.clients.errors import TransientError
-from teckochecker.clients.http import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    REDACTED,
-    request_json,
-)
+from teckochecker.clients.http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, request_json
 from teckochecker.config import DEFAULT_OPENAI_BASE_URL
+from teckochecker.redaction import REDACTED, Redactor, Redacts
 
 SERVICE = "OpenAI"
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -67,17 +63,22 @@ class Batch:
 
 
 class OpenAIBatchClient:
-    """One API key against one OpenAI base URL. Cheap to create; connections are pooled per thread."""
+    """One API key against one OpenAI base URL. Cheap to create; connections are pooled per thread.
+
+    Error messages never hold the key, nor anything `redactor` knows (by default: key shapes only).
+    """
 
     def __init__(
         self,
         api_key: str,
         base_url: str = DEFAULT_OPENAI_BASE_URL,
         *,
+        redactor: Redacts | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self._api_key = api_key
+        self._redactor = redactor or Redactor()
         self.base_url = base_url.rstrip("/")
         self.timeouts = (connect_timeout, read_timeout)
 
@@ -98,7 +99,7 @@ class OpenAIBatchClient:
             "GET",
             self.base_url + path,
             service=SERVICE,
-            secret=self._api_key,
+            redact=lambda text: self._redactor.redact(text, self._api_key),
             headers={"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"},
             timeouts=self.timeouts,
             read_error=read_openai_error,

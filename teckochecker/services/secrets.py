@@ -133,6 +133,17 @@ def reveal_secret(session: Session, vault: Vault, secret_id: int) -> str:
     return vault.decrypt(secret.encrypted_value, secret_name=secret.name)
 
 
+def stored_secret_values(session: Session, vault: Vault) -> list[str]:
+    """The plaintext of every secret that decrypts, for redacting text from outside services."""
+    values = []
+    for secret in list_secrets(session):
+        try:
+            values.append(vault.decrypt(secret.encrypted_value, secret_name=secret.name))
+        except VaultError:
+            continue
+    return values
+
+
 def rotate_key(session: Session, vault: Vault) -> int:
     """Re-encrypt every secret with SECRET_KEY's first key; all or nothing. Returns how many were rewritten."""
     secrets = list_secrets(session)

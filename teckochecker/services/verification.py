@@ -13,12 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
-from teckochecker.clients.http import redact
 from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
 from teckochecker.errors import ValidationError
 from teckochecker.models import PollingJob, Secret, SecretType
+from teckochecker.redaction import Redactor
 
 VERIFY_CONNECT_TIMEOUT = 5.0
 VERIFY_READ_TIMEOUT = 15.0
@@ -100,7 +100,7 @@ def _verify_keboola(
 
 def _failure(exc: ServiceError, secret: str, *, where: str) -> VerificationResult:
     # The clients already keep secrets out of their errors; redacting again costs nothing.
-    reason = redact(str(exc), secret)
+    reason = Redactor().redact(str(exc), secret)
     if isinstance(exc, PermanentError) and exc.status in _REFUSED_STATUSES:
         return VerificationResult(Verdict.INVALID, f"{exc.service} refused it: {reason}")
     if isinstance(exc, TransientError):

@@ -109,6 +109,38 @@ def test_outside_failures(engine_installation) -> None:
     assert "3" not in engine.keboola_jobs_by_config()
 
 
+def test_errors_that_echo_other_stored_secrets_are_stored_and_logged_redacted(engine_installation) -> None:
+    engine = engine_installation
+    control = engine.simulator.control
+    canary = "kbc-LEAKCANARY-3c9e1f7a2b"
+    with session_scope(engine.sessions) as session:
+        from teckochecker.services.secrets import add_secret
+
+        add_secret(session, engine.vault, name="unused", type="keboola", value=canary)
+    control.create_batch(batch_id="batch_echo", final_status="completed", duration=0)
+    # OpenAI echoes the Keboola token once (a transient error, logged as it is retried); Keboola then refuses
+    # the job echoing the OpenAI key, a prefix of a secret no job uses, and an unknown key.
+    control.add_fault("/v1/batches/batch_echo", status=500, count=1, message=f"upstream saw {KEBOOLA_TOKEN}")
+    control.add_fault(
+        "/jobs",
+        method="POST",
+        status=400,
+        message=f"bad config for {OPENAI_KEY}; {canary[:11]} expired; also sk-other-0123456789abcdef",
+    )
+    job_id = engine.create_job(["batch_echo"], keboola_configuration_id="9")
+    engine.start_worker()
+    engine.start_beat()
+    job = engine.wait_finished([job_id], timeout=60)[job_id]
+
+    assert job.status == JobStatus.FAILED and "[redacted]" in job.last_error and "bad config" in job.last_error
+    with session_scope(engine.sessions) as session:
+        messages = " ".join(session.scalars(select(JobEvent.message).where(JobEvent.job_id == job_id)))
+    logs = engine.logs()
+    assert "upstream saw [redacted]" in logs
+    for leaked in (KEBOOLA_TOKEN, OPENAI_KEY, canary[:11], "sk-other-0123456789abcdef"):
+        assert leaked not in job.last_error and leaked not in messages and leaked not in logs
+
+
 def test_pause_resume_edit_and_delete_take_effect_at_the_next_tick(engine_installation) -> None:
     engine = engine_installation
     control = engine.simulator.control
