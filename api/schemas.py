@@ -13,10 +13,8 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.utils import missing
 
-from teckochecker.models import JobStatus, SecretType
+from teckochecker.models import MAX_ID, JobStatus, SecretType
 
-# Ids are 32-bit integers in the database; larger numbers could never match and would overflow the driver.
-MAX_ID = 2**31 - 1
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
 SEARCH_MAX_LENGTH = 255
 EVENTS_DEFAULT_LIMIT = 50

@@ -47,6 +47,9 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+# Ids are 32-bit integers in the database; a larger number names nothing (and would overflow the driver).
+MAX_ID = 2**31 - 1
+
 FINISHED_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.COMPLETED_WITH_FAILURES, JobStatus.FAILED})
 
 # OpenAI's own batch statuses, plus `pending` (not yet checked) and `not_found` (OpenAI answered 404).

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from teckochecker.config import Settings
 from teckochecker.db import utcnow
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError
-from teckochecker.models import JobBatch, JobStatus, PollingJob, SecretType
+from teckochecker.models import MAX_ID, JobBatch, JobStatus, PollingJob, SecretType
 from teckochecker.services.events import record_event
 from teckochecker.services.secrets import resolve_secret
 from teckochecker.services.validation import (
@@ -103,7 +103,9 @@ def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: da
 
 
 def get_job(session: Session, job_id: int) -> PollingJob:
-    job = session.get(PollingJob, job_id, options=[selectinload(PollingJob.batches)])
+    job = None
+    if 1 <= job_id <= MAX_ID:
+        job = session.get(PollingJob, job_id, options=[selectinload(PollingJob.batches)])
     if job is None:
         raise NotFoundError(f"Job {job_id} not found")
     return job

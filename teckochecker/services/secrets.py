@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError, VaultError
-from teckochecker.models import PollingJob, Secret, SecretType
+from teckochecker.models import MAX_ID, PollingJob, Secret, SecretType
 from teckochecker.services.validation import validate_name
 from teckochecker.vault import Vault
 
@@ -77,7 +77,7 @@ def list_secrets(session: Session) -> list[Secret]:
 
 
 def get_secret(session: Session, secret_id: int) -> Secret:
-    secret = session.get(Secret, secret_id)
+    secret = session.get(Secret, secret_id) if 1 <= secret_id <= MAX_ID else None
     if secret is None:
         raise NotFoundError(f"Secret {secret_id} not found")
     return secret
@@ -93,7 +93,7 @@ def get_secret_by_name(session: Session, name: str) -> Secret:
 def resolve_secret(session: Session, field: str, reference: int | str, expected: SecretType) -> Secret:
     """A secret given by id or by name, checked to be of the expected type."""
     if isinstance(reference, int) and not isinstance(reference, bool):
-        secret = session.get(Secret, reference)
+        secret = session.get(Secret, reference) if 1 <= reference <= MAX_ID else None
         label = f"secret {reference}"
     else:
         secret = session.scalar(select(Secret).where(Secret.name == str(reference).strip()))

@@ -155,3 +155,21 @@ def test_retry_re_arms_a_failed_trigger(with_secrets, engine) -> None:
     assert result.exit_code == 0 and "will start its Keboola job again" in result.output
     job = json.loads(cli("job", "show", "1", "--json").output)
     assert job["status"] == "triggering" and job["keboola_job_id"] is None and job["last_error"] is None
+
+
+@pytest.mark.parametrize("job_id", [str(2**31), str(2**63), "9" * 30])
+@pytest.mark.parametrize(
+    "command",
+    [("show",), ("delete", "--force"), ("pause",), ("resume",), ("retry",), ("watch",), ("update", "--name", "x")],
+)
+def test_ids_beyond_the_database_range_are_simply_not_found(with_secrets, job_id, command) -> None:
+    result = with_secrets("job", command[0], job_id, *command[1:])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: Job {job_id} not found"
+
+
+def test_a_secret_id_beyond_the_database_range_does_not_exist(with_secrets) -> None:
+    huge = str(2**63)
+    result = with_secrets(*_replace(GUIDE_JOB, "--openai-secret", huge))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: openai_secret: secret {huge} does not exist"
