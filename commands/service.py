@@ -27,6 +27,7 @@ from commands.supervisor import (
 from commands.tables import render_table, success
 from teckochecker.config import Settings
 from teckochecker.db import redact_url
+from teckochecker.files import private_file
 from teckochecker.logs import configure_logging
 from teckochecker.models import JobStatus
 from teckochecker.schema import upgrade_to_head
@@ -89,7 +90,7 @@ def _start_daemon(settings: Settings, host: str, port: int, reload: bool, api_ur
     command = [sys.executable, str(CLI_SCRIPT), "start", "--host", host, "--port", str(port)]
     if reload:
         command.append("--reload")
-    with log_path.open("ab") as log:
+    with private_file(log_path).open("ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )

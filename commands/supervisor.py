@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from teckochecker.files import private_file, private_folder
+
 logger = logging.getLogger("teckochecker.supervisor")
 
 STATE_DIR = Path(".teckochecker")
@@ -105,7 +107,7 @@ class Supervisor:
         self._write_record()
 
     def _write_record(self) -> None:
-        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(self.pid_file.parent)
         record = ServiceRecord(
             pid=os.getpid(),
             started_at=getattr(self, "_started_at", datetime.now(UTC).isoformat()),
@@ -113,7 +115,7 @@ class Supervisor:
             children={name: child.pid for name, child in self.children.items()},
         )
         self._started_at = record.started_at
-        temporary = self.pid_file.with_suffix(".tmp")
+        temporary = private_file(self.pid_file.with_suffix(".tmp"))
         temporary.write_text(json.dumps(asdict(record)))
         temporary.replace(self.pid_file)
 

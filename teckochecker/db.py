@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from teckochecker.files import private_file
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -49,11 +52,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_database_file(database: str) -> Any:
+    def create_private(*_: Any) -> None:
+        # SQLite creates the -wal and -shm files with the mode of the database file.
+        private_file(Path(database))
+
+    return create_private
+
+
 def make_engine(database_url: str, **options: Any) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            # Created on the first connection, not here: building an engine (to print the API spec, say)
+            # must not leave a database file behind.
+            event.listen(engine, "do_connect", _private_database_file(url.database))
         return engine
     # A database host that does not answer fails fast instead of hanging a health check or a worker.
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **options)

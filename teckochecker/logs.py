@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 
 from teckochecker.config import Settings
+from teckochecker.files import private_file
 
 CONTEXT_FIELDS = ("job_id", "batch_id", "task_id")
 _context: ContextVar[dict[str, object] | None] = ContextVar("teckochecker_log_context", default=None)
@@ -62,7 +64,7 @@ def formatter_for(settings: Settings) -> logging.Formatter:
 def style_handlers(logger: logging.Logger, settings: Settings) -> None:
     """Give a logger's handlers our format and context, and add LOG_FILE (used on Celery's loggers)."""
     if settings.log_file and not any(getattr(h, "teckochecker_file", False) for h in logger.handlers):
-        file_handler = logging.FileHandler(settings.log_file, encoding="utf-8")
+        file_handler = logging.FileHandler(private_file(Path(settings.log_file)), encoding="utf-8")
         file_handler.teckochecker_file = True  # type: ignore[attr-defined]
         logger.addHandler(file_handler)
     for handler in logger.handlers:

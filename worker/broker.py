@@ -14,6 +14,7 @@ from kombu.utils.json import dumps
 
 from teckochecker.config import Settings
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS
+from teckochecker.files import PRIVATE_FILE_MODE, private_folder
 
 # An unacknowledged message (a worker died holding it) comes back after this long. It must stay far
 # above every retry countdown, or a task waiting for its countdown would be delivered twice.
@@ -35,7 +36,9 @@ class _AtomicFilesystemChannel(filesystem.Channel):
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".part"
-        with open(partial, "wb") as handle:
+        # Task messages are only ids, but they are ours alone, like the folder they live in.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        with os.fdopen(descriptor, "wb") as handle:
             handle.write(str_to_bytes(dumps(payload)))
         os.replace(partial, final)
 
@@ -60,7 +63,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     queue_folder = folder / "queue"
     control_folder = folder / "control"
     for path in (queue_folder, control_folder):
-        path.mkdir(parents=True, exist_ok=True)
+        private_folder(path)
     return f"{EMBEDDED_SCHEME}://", {
         "data_folder_in": str(queue_folder),
         "data_folder_out": str(queue_folder),

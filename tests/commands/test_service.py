@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -131,6 +132,7 @@ def test_start_status_a_job_then_stop(installation, simulator) -> None:
     job = installation.wait_for_status(1, {"completed"})
     assert job["keboola_job_status"] == "success"
     assert len(simulator.control.keboola_jobs()) == 1
+    _assert_only_the_owner_can_read_what_the_service_wrote(installation)
 
     stopped = installation.ok("stop")
     assert "✓ TeckoChecker daemon stopped" in stopped
@@ -138,6 +140,23 @@ def test_start_status_a_job_then_stop(installation, simulator) -> None:
     assert after.returncode == 3 and "🔴 Stopped" in after.stdout
     assert "TeckoChecker is not running." in installation.ok("stop")
     assert not (installation.workdir / ".teckochecker" / "teckochecker.pid").exists()
+
+
+def _assert_only_the_owner_can_read_what_the_service_wrote(installation) -> None:
+    workdir = installation.workdir
+    private = {workdir / "teckochecker.log": 0o600, workdir / ".teckochecker": 0o700}
+    private[workdir / ".teckochecker" / "teckochecker.pid"] = 0o600
+    if "REDIS_URL" not in installation.environment:
+        # The database holds the encrypted secrets; the embedded broker holds the task messages.
+        for name in ("teckochecker.db", "teckochecker.db-wal", "teckochecker.db-shm"):
+            private[workdir / name] = 0o600
+        private[workdir / ".teckochecker" / "broker"] = 0o700
+        # kombu writes its exchange files with the default mode; the 0700 folders keep them private.
+        for path in (workdir / ".teckochecker" / "broker").rglob("*"):
+            if path.is_dir() or path.suffix == ".msg":
+                private[path] = 0o700 if path.is_dir() else 0o600
+    modes = {str(path.relative_to(workdir)): oct(stat.S_IMODE(path.stat().st_mode)) for path in private}
+    assert modes == {str(path.relative_to(workdir)): oct(mode) for path, mode in private.items()}
 
 
 def test_start_refuses_a_second_instance(installation) -> None:
