@@ -50,6 +50,7 @@ class Settings:
     flower_basic_auth: str | None = None
     worker_heartbeat_file: str = "/tmp/teckochecker-worker.heartbeat"
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     env_file: str | None = field(default=None, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -190,6 +191,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "FLOWER_BASIC_AUTH": _basic_auth,
     "WORKER_HEARTBEAT_FILE": lambda key, raw: raw.strip(),
     "METRICS_PORT": lambda key, raw: _port(key, raw) if raw.strip() else None,
+    "METRICS_HOST": lambda key, raw: raw.strip() or "127.0.0.1",
 }
 
 ENVIRONMENT_KEYS: tuple[str, ...] = tuple(_PARSERS)

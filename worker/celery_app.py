@@ -33,7 +33,7 @@ def _serve_metrics(**_: object) -> None:
     from teckochecker.config import load_settings
     from worker.metrics import serve_metrics
 
-    serve_metrics(load_settings().metrics_port, "worker")
+    serve_metrics(load_settings(), "worker")
 
 
 app = create_celery_app()

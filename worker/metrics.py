@@ -9,6 +9,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from teckochecker.config import Settings
+
 logger = logging.getLogger(__name__)
 
 CHECKS = Counter("teckochecker_checks_total", "Job checks, by outcome.", ["outcome"])
@@ -28,13 +30,15 @@ SCHEDULING_LAG = Histogram(
 JOBS = Gauge("teckochecker_jobs", "Polling jobs, by status (refreshed by beat).", ["status"])
 
 
-def serve_metrics(port: int | None, role: str) -> None:
+def serve_metrics(settings: Settings, role: str) -> None:
+    """Serve /metrics on METRICS_HOST:METRICS_PORT (loopback unless METRICS_HOST opens it), if a port is set."""
+    port = settings.metrics_port
     if port is None:
         return
     try:
-        start_http_server(port)
+        start_http_server(port, addr=settings.metrics_host)
     except OSError as error:
         # Several roles on one machine (`teckochecker start`) cannot share the port; metrics are optional.
         logger.warning("%s: metrics not served on port %s: %s", role, port, error)
         return
-    logger.info("%s: Prometheus metrics on port %s", role, port)
+    logger.info("%s: Prometheus metrics on %s port %s", role, settings.metrics_host, port)

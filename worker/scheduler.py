@@ -50,7 +50,7 @@ QUEUES = {
 class DispatchScheduler(Scheduler):
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        metrics.serve_metrics(get_runtime().settings.metrics_port, "beat")
+        metrics.serve_metrics(get_runtime().settings, "beat")
         self._next_census = 0.0
         self._next_dispatch = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS

@@ -64,6 +64,9 @@ def test_compose_file_is_valid_and_complete(tmp_path: Path) -> None:
     assert "noeviction" in services["redis"]["command"] and "--appendonly" in services["redis"]["command"]
     assert "container_name" not in services["worker"] and "ports" not in services["worker"], "worker must scale"
     assert services["worker"]["healthcheck"]["test"][-2:] == ["probe", "worker"]
+    for role in ("worker", "beat"):
+        # Metrics listen on loopback unless told otherwise; in a container the scraper comes from outside.
+        assert services[role]["environment"]["METRICS_HOST"] == "0.0.0.0"
     compose_text = (REPO_ROOT / "docker-compose.yml").read_text()
     assert "SECRET_KEY=" not in compose_text and "API_TOKEN:" not in compose_text
 

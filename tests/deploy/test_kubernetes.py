@@ -566,6 +566,7 @@ def test_prometheus_scrapes_the_port_each_role_serves_metrics_on() -> None:
         env = {entry["name"]: entry.get("value") for entry in c.get("env", [])}
         if name != "teckochecker-api":
             assert env["METRICS_PORT"] == str(port), f"{name} must be told to serve metrics on {port}"
+            assert env["METRICS_HOST"] == "0.0.0.0", f"{name} must open its metrics port to the scraper"
         else:
             assert "METRICS_PORT" not in env, "the API serves /metrics on its own port"
     assert "METRICS_PORT" not in config_map(), "set per role, not for every container"
