@@ -1,0 +1,30 @@
+"""Private files and folders: created owner-only, and tightened when an older version left them open."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from teckochecker.files import private_file, private_folder
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_files_and_folders_are_owner_only(tmp_path: Path) -> None:
+    folder = private_folder(tmp_path / "state" / "broker" / "queue")
+    assert [_mode(path) for path in (folder, folder.parent, folder.parent.parent)] == [0o700] * 3
+    assert _mode(private_file(folder / "teckochecker.pid")) == 0o600
+
+
+def test_existing_open_files_are_tightened_and_keep_their_content(tmp_path: Path) -> None:
+    log = tmp_path / "teckochecker.log"
+    log.write_text("earlier lines\n")
+    os.chmod(log, 0o644)
+    (tmp_path / "broker").mkdir(mode=0o755)
+    os.chmod(tmp_path / "broker", 0o755)
+
+    assert _mode(private_file(log)) == 0o600 and log.read_text() == "earlier lines\n"
+    assert _mode(private_folder(tmp_path / "broker")) == 0o700
