@@ -13,6 +13,8 @@ from teckochecker.config import DEFAULT_OPENAI_BASE_URL
 from teckochecker.redaction import REDACTED, Redactor, Redacts
 
 SERVICE = "OpenAI"
+# The most batches one page of `GET /batches` returns.
+LIST_PAGE_LIMIT = 100
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 # OpenAI echoes a masked part of a rejected key ("Incorrect API key provided: sk-ab***xyz."): even masked,
 # it does not belong in our logs.
@@ -62,6 +64,16 @@ class Batch:
         return self.status in TERMINAL_STATUSES
 
 
+@dataclass(frozen=True)
+class BatchPage:
+    batches: list[Batch]
+    has_more: bool
+
+    @property
+    def last_id(self) -> str | None:
+        return self.batches[-1].id if self.batches else None
+
+
 class OpenAIBatchClient:
     """One API key against one OpenAI base URL. Cheap to create; connections are pooled per thread.
 
@@ -89,6 +101,18 @@ class OpenAIBatchClient:
         """The batch as OpenAI reports it now. A batch the key cannot see is a PermanentError with status 404."""
         body = self._get(f"/batches/{quote(batch_id, safe='')}")
         return parse_batch(body)
+
+    def list_batches(self, *, limit: int = LIST_PAGE_LIMIT, after: str | None = None) -> BatchPage:
+        """One page of the key's batches, newest first, starting just after the batch `after`."""
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        body = self._get("/batches", params=params)
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise TransientError(SERVICE, "answered a batch list with something that is not a list")
+        batches = [parse_batch(item) for item in data]
+        return BatchPage(batches, has_more=body.get("has_more") is True and bool(batches))
 
     def verify_key(self) -> None:
         """Raise unless the key may read batches: the cheapest call that proves what TeckoChecker needs."""

@@ -303,3 +303,17 @@ def test_a_forked_worker_opens_its_own_connection(simulator: RunningSimulator, a
     assert os.waitstatus_to_exitcode(exit_status) == 0
     assert client.get_batch("batch_test").id == "batch_test", "the parent's connection is intact"
     assert simulator.control.counters()["connections"] == before + 1
+
+
+def test_list_batches_pages_newest_first_with_a_cursor(simulator: RunningSimulator, api_key: str) -> None:
+    for index in range(5):
+        simulator.control.create_batch(batch_id=f"batch_page_{index}", final_status="completed", duration=60)
+    client = client_for(simulator, api_key)
+
+    first = client.list_batches(limit=2)
+    second = client.list_batches(limit=2, after=first.last_id)
+    last = client.list_batches(limit=2, after=second.last_id)
+
+    assert [b.id for b in first.batches + second.batches + last.batches] == [f"batch_page_{i}" for i in (4, 3, 2, 1, 0)]
+    assert (first.has_more, second.has_more, last.has_more) == (True, True, False)
+    assert first.batches[0].status == "validating" and first.batches[0].created_at is not None
