@@ -27,7 +27,8 @@ from teckochecker.engine.scheduling import (
 )
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
-from worker.runtime import get_runtime
+from worker.runtime import Runtime
+from worker.tasks import EngineTask, send_check, send_trigger
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
@@ -50,12 +51,16 @@ QUEUES = {
 class DispatchScheduler(Scheduler):
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        metrics.serve_metrics(get_runtime().settings.metrics_port, "beat")
+        metrics.serve_metrics(self.app.settings.metrics_port, "beat")
         self._next_census = 0.0
         self._next_dispatch = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
+
+    @property
+    def runtime(self) -> Runtime:
+        return EngineTask.runtime_for(self.app.settings)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)
@@ -95,16 +100,13 @@ class DispatchScheduler(Scheduler):
 
     def dispatch(self) -> bool:
         """Claim and send due jobs; True when a queue took all it was allowed (more may be due)."""
-        from worker.tasks import send_check, send_trigger
-
-        runtime = get_runtime()
         room = {action: limit for action, limit in self._room_in_queues().items() if limit > 0}
         if not room:
             return False
         now = utcnow()
         claimed: dict[str, list[Claim]] = {}
         try:
-            with session_scope(runtime.sessions) as session:
+            with session_scope(self.runtime.sessions) as session:
                 for action, limit in room.items():
                     claimed[action] = claim_due_jobs(session, now=now, limit=limit, actions=[action])
         except Exception:
@@ -118,10 +120,10 @@ class DispatchScheduler(Scheduler):
         if claims:
             with self.app.producer_or_acquire() as producer:
                 for dispatch in group_claims(claims):
-                    self._send(dispatch, producer, send_check, send_trigger)
+                    self._send(dispatch, producer)
         return any(len(claimed[action]) >= limit for action, limit in room.items())
 
-    def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
+    def _send(self, dispatch: Dispatch, producer: Any) -> None:
         try:
             if dispatch.action == CHECK:
                 send_check(dispatch.job_ids, dispatch.lease_token, dispatch.expires_in, producer=producer)
@@ -140,7 +142,7 @@ class DispatchScheduler(Scheduler):
             return
         self._next_census = time.monotonic() + CENSUS_EVERY_SECONDS
         try:
-            with session_scope(get_runtime().sessions) as session:
+            with session_scope(self.runtime.sessions) as session:
                 counts = jobs_by_status(session)
         except Exception:
             logger.exception("could not count jobs by status")

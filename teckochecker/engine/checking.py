@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -26,6 +26,7 @@ from teckochecker.clients.errors import PermanentError, ServiceError, TransientE
 from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
+from teckochecker.engine.backoff import TransientFailureRules
 from teckochecker.logs import log_context
 from teckochecker.models import BATCH_NOT_FOUND, BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, PollingJob, Secret
 from teckochecker.services.events import record_events
@@ -363,10 +364,4 @@ def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, until:
             _save(session, [job])
 
 
-def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
-    """Keep the job ours while a retry waits in the broker; False when the job moved on meanwhile."""
-    with session_scope(sessions) as session:
-        renewed = leases.renew(
-            session, [job_id], token, now=utcnow(), status=JobStatus.ACTIVE.value, extra=wait + leases.RUN_LEASE
-        )
-        return job_id in renewed
+ON_TRANSIENT_FAILURE = TransientFailureRules(JobStatus.ACTIVE, give_up=give_up_check, defer=defer_check)

@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Update, bindparam, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.models import PollingJob
+from teckochecker.db import session_scope, utcnow
+from teckochecker.models import JobStatus, PollingJob
 
 # How long a worker may go without renewing its lease. It covers one HTTP call (connect + read timeout,
 # see HTTP_TIMEOUTS) with room to spare; a dead worker's job is handed out again this long after.
@@ -72,6 +73,18 @@ def renew(
         return set()
     parameters = {"job_ids": list(job_ids), "token": token, "required_status": status, "until": now + extra}
     return set(session.scalars(_RENEW, parameters))
+
+
+def extend_lease_for_retry(
+    sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta, *, status: JobStatus
+) -> bool:
+    """Keep the job ours while a retry waits `wait` in the broker, if it is still in `status`.
+
+    False when the job moved on meanwhile (paused, edited, handed out again).
+    """
+    with session_scope(sessions) as session:
+        renewed = renew(session, [job_id], token, now=utcnow(), status=status.value, extra=wait + RUN_LEASE)
+        return job_id in renewed
 
 
 def hold(session: Session, job_id: int, token: str) -> bool:

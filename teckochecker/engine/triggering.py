@@ -21,6 +21,7 @@ from teckochecker.clients.errors import PermanentError, ServiceError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
+from teckochecker.engine.backoff import TransientFailureRules
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobStatus, PollingJob
 from teckochecker.services.events import record_event
 from teckochecker.services.secrets import reveal_secret
@@ -259,9 +260,4 @@ def defer_trigger(sessions: sessionmaker[Session], job_id: int, token: str, unti
             leases.release(job)
 
 
-def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
-    with session_scope(sessions) as session:
-        renewed = leases.renew(
-            session, [job_id], token, now=utcnow(), status=JobStatus.TRIGGERING.value, extra=wait + leases.RUN_LEASE
-        )
-        return job_id in renewed
+ON_TRANSIENT_FAILURE = TransientFailureRules(JobStatus.TRIGGERING, give_up=give_up_trigger, defer=defer_trigger)
