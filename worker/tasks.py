@@ -16,6 +16,7 @@ from teckochecker.db import utcnow
 from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, TransientFailureRules, retry_wait
 from teckochecker.engine.leases import RUN_LEASE
+from teckochecker.engine.outcomes import Outcome
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
 from teckochecker.logs import log_context
 from worker import metrics
@@ -137,7 +138,7 @@ def _trigger_keboola(self: EngineTask, job_id: int, lease_token: str) -> None:
     try:
         outcome = triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
     except TransientError as error:
-        metrics.TRIGGERS.labels("transient_error").inc()
+        metrics.TRIGGERS.labels(Outcome.TRANSIENT_ERROR).inc()
         self.retry_transient({job_id: error}, lease_token)
         return
     metrics.TRIGGERS.labels(outcome).inc()
