@@ -1,4 +1,7 @@
-"""Beat's scheduler: every second, claim due jobs in the database and send one task per claimed job.
+"""Beat's scheduler: every second, claim due jobs in the database and send them to the workers.
+
+Checks of jobs that share an OpenAI key travel in groups of up to CHECK_GROUP_SIZE per task, under one
+lease token; each Keboola trigger travels in a task of its own.
 
 Stock beat keeps one schedule entry per job and compares them all on every tick; this scheduler keeps
 none. The database says which jobs are due, and a claim there (see teckochecker.engine.scheduling) makes
@@ -34,9 +37,9 @@ logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
-# At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): at the
-# measured 200-250 checks/s of one worker that is 4-5 s of work, well inside the shortest allowed
-# interval (30 s) that is the messages' expiry, and enough that workers never wait for the next tick.
+# At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): a few
+# seconds of one worker's work (docs/BENCHMARKS.md), well inside the shortest allowed interval (30 s)
+# that is the messages' expiry, and enough that workers never wait for the next tick.
 MAX_QUEUED_CHECKS = 1000
 # Trigger runs (start or follow a Keboola job) are one job each and cost a few times a check; 200 is
 # a few seconds of work, far inside their 120 s lease.
@@ -76,7 +79,7 @@ class DispatchScheduler(Scheduler):
         """How many more jobs each queue may take: back-pressure, so a backlog never outgrows the workers.
 
         A task that waits in its queue past its expiry is dropped unrun and its job handed out again;
-        without a cap, an overloaded fleet spends its time on messages that expire (see BENCHMARKS.md).
+        without a cap, an overloaded fleet spends its time on messages that expire (see docs/BENCHMARKS.md).
         A job not claimed now stays due and is claimed at a later tick, oldest first.
         """
         room = {}
