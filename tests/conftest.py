@@ -38,6 +38,8 @@ REDIS_SERVER_URL = os.environ.get("TECKOCHECKER_TEST_REDIS", "redis://127.0.0.1:
 
 def redis_test_url(database: int) -> str:
     return f"{REDIS_SERVER_URL}/{database}"
+
+
 DATABASES = ("sqlite", "postgresql")
 
 
