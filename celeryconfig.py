@@ -1,17 +1,16 @@
-"""Celery's settings, filled from teckochecker.config (the only place that reads the environment).
+"""Celery's reliability settings, each choice explained where it is made.
 
-Each choice is explained where it is made. `celery -A worker worker|beat` and `teckochecker worker|beat`
-read this module.
+The worker package builds its Celery app from these and from Settings (worker/celery_app.py), which add
+the broker: Redis at REDIS_URL, else the embedded broker. This module imports nothing of TeckoChecker's
+and touches nothing on import, so it can be read on its own.
 """
 
 from kombu import Exchange, Queue
 
-from teckochecker.config import load_settings
-from worker.broker import broker_options
-
-_settings = load_settings()
-
-broker_url, broker_transport_options = broker_options(_settings)
+# An unacknowledged Redis message (its worker died holding it) comes back after this long. It must stay
+# far above every retry countdown, or a task waiting for its countdown would be delivered twice
+# (worker/broker.py checks it against the engine's longest broker wait).
+REDIS_VISIBILITY_TIMEOUT = 3600
 # Workers started before Redis is up keep trying instead of exiting (compose and Kubernetes start them together).
 broker_connection_retry_on_startup = True
 
@@ -30,9 +29,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 
 # Checks are I/O waits: a thread pool keeps many in flight per process. A check task asks OpenAI about up
-# to 8 jobs one after another, so a thread spends most of its time waiting; measured with 100 ms answers,
-# 64 threads checked 248 jobs/s where 32 threads managed 208 (docs/BENCHMARKS.md), and real answers are
-# slower still. Past that a process is CPU-bound: scale with worker processes, one or two per core.
+# to 8 jobs one after another, so a thread spends most of its time waiting; 64 threads check clearly more
+# than 32 (measurements in docs/BENCHMARKS.md), and real answers are slower than the benchmark's. Past
+# that a process is CPU-bound: scale with worker processes, one or two per core.
 # Thread pools do not enforce time limits, so the HTTP clients carry their own timeouts; the limits below
 # bound prefork workers and stay far below the visibility timeout.
 worker_pool = "threads"

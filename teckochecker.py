@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the TeckoChecker CLI, as the user guide writes it: `python teckochecker.py …`."""
+"""Runs the TeckoChecker CLI, as docs/USER_GUIDE.md writes it: `python teckochecker.py …`."""
 
 from cli import main
 

@@ -34,7 +34,7 @@ blp = Blueprint(
 JOB_PATH = f"/<int(min=1, max={MAX_ID}):job_id>"
 JOB_ID_PARAMETER = [{"in": "path", "name": "job_id", "description": "The job's id.", "example": 1}]
 
-# The user guide's `curl -X POST …/api/jobs` body, verbatim.
+# The `curl -X POST …/api/jobs` body of docs/USER_GUIDE.md, verbatim.
 GUIDE_CREATE_EXAMPLE = {
     "name": "Test job",
     "batch_id": "batch_123",

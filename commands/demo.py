@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,7 +25,7 @@ from commands.tables import success
 from commands.watch import watch_job
 from teckochecker.config import ENVIRONMENT_KEYS, load_settings
 from teckochecker.models import JobStatus
-from teckochecker.simulator import start_simulator
+from teckochecker.simulator import RunningSimulator, start_simulator
 from teckochecker.vault import generate_key
 
 DEMO_OPENAI_KEY = "sk-demo-" + "0" * 24
@@ -59,23 +60,9 @@ def demo() -> None:
         control.add_api_key(DEMO_OPENAI_KEY)
         control.add_token(DEMO_KEBOOLA_TOKEN, description="demo pipeline")
         control.configure(job_duration=5)
-
         port = _free_port()
-        # The demo's own settings: nothing from the user's environment or .env leaks in.
-        environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS}
-        environment.update(
-            DATABASE_URL=f"sqlite:///{workdir / 'demo.db'}",
-            SECRET_KEY=generate_key(),
-            API_TOKEN=secrets.token_urlsafe(24),
-            API_HOST="127.0.0.1",
-            API_PORT=str(port),
-            MIN_POLL_INTERVAL="1",
-            OPENAI_BASE_URL=simulator.openai_base_url,
-            ALLOW_INSECURE_ENDPOINTS="true",
-            LOG_FILE=str(workdir / "teckochecker.log"),
-        )
-        settings = load_settings(environment, env_file=None)
-        app = AppContext(settings=settings, env_file=workdir / ".env")
+        environment = _demo_environment(workdir, simulator, port)
+        app = AppContext(settings=load_settings(environment, env_file=None), env_file=workdir / ".env")
         cli = [sys.executable, str(CLI_SCRIPT)]
         click.echo(f"Demo folder {workdir}; simulator at {simulator.base_url}\n")
         _run([*cli, "db", "init"], workdir, environment)
@@ -84,50 +71,70 @@ def demo() -> None:
             _run([*cli, "start", "--daemon"], workdir, environment)
             started = True
             success(f"Service started (embedded mode): API on http://127.0.0.1:{port}, a worker and beat")
-            _run([*cli, "secret", "add", "--name", "demo-openai", "--type", "openai", "--value", DEMO_OPENAI_KEY],
-                 workdir, environment)  # fmt: skip
-            _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
-                 workdir, environment)  # fmt: skip
-            success("Secrets 'demo-openai' and 'demo-keboola' added (encrypted)")
-            # The batches start now, so the live view shows them progressing.
-            for batch_id, final_status, duration, requests in BATCHES:
-                control.create_batch(
-                    batch_id=batch_id, final_status=final_status, duration=duration, request_total=requests
-                )
-            batch_flags = [flag for batch_id, *_ in BATCHES for flag in ("--batch-id", batch_id)]
-            _run(
-                [*cli, "job", "create", "--name", "Demo: three batches", *batch_flags,
-                 "--openai-secret", "demo-openai", "--keboola-secret", "demo-keboola",
-                 "--keboola-stack", simulator.stack_url, "--component-id", "kds-team.app-custom-python",
-                 "--config-id", "demo-config", "--poll-interval", "3"],
-                workdir, environment,
-            )  # fmt: skip
-            success("Job 1 created: checks every 3 seconds\n")
+            _create_secrets_and_job(cli, workdir, environment, simulator)
             job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
         finally:
             if started:
                 subprocess.run([*cli, "stop"], cwd=workdir, env=environment, capture_output=True)
             app.close()
+        _show_what_keboola_received(control.keboola_jobs(), job.status)
 
-        received = control.keboola_jobs()
-        click.echo("\nKeboola received:")
-        for keboola_job in received:
-            click.echo(f"  job {keboola_job['id']} ({keboola_job['status']}) with variables:")
-            for variable in keboola_job["body"]["variableValuesData"]["values"]:
-                click.echo(f"    {variable['name']} = {variable['value']}")
-        failed = (
-            json.loads(
-                next(
-                    v["value"]
-                    for v in received[0]["body"]["variableValuesData"]["values"]
-                    if v["name"] == "batch_ids_failed"
-                )
-            )
-            if len(received) == 1
-            else None
+
+def _demo_environment(workdir: Path, simulator: RunningSimulator, port: int) -> dict[str, str]:
+    """The demo's own settings: nothing from the user's environment or .env leaks in."""
+    environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS}
+    environment.update(
+        DATABASE_URL=f"sqlite:///{workdir / 'demo.db'}",
+        SECRET_KEY=generate_key(),
+        API_TOKEN=secrets.token_urlsafe(24),
+        API_HOST="127.0.0.1",
+        API_PORT=str(port),
+        MIN_POLL_INTERVAL="1",
+        OPENAI_BASE_URL=simulator.openai_base_url,
+        ALLOW_INSECURE_ENDPOINTS="true",
+        LOG_FILE=str(workdir / "teckochecker.log"),
+    )
+    return environment
+
+
+def _create_secrets_and_job(
+    cli: list[str], workdir: Path, environment: dict[str, str], simulator: RunningSimulator
+) -> None:
+    """What a user does, through the CLI: two secrets, then a job watching the demo's batches."""
+    _run([*cli, "secret", "add", "--name", "demo-openai", "--type", "openai", "--value", DEMO_OPENAI_KEY],
+         workdir, environment)  # fmt: skip
+    _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
+         workdir, environment)  # fmt: skip
+    success("Secrets 'demo-openai' and 'demo-keboola' added (encrypted)")
+    # The batches start now, so the live view shows them progressing.
+    for batch_id, final_status, duration, requests in BATCHES:
+        simulator.control.create_batch(
+            batch_id=batch_id, final_status=final_status, duration=duration, request_total=requests
         )
-        if job.status != JobStatus.COMPLETED_WITH_FAILURES or failed != ["batch_demo_broken"]:
-            raise click.ClickException(
-                f"the demo did not end as expected: job {job.status}, {len(received)} Keboola job(s) received"
-            )
-        success("Demo finished: one Keboola job, started once, told which batch failed. Everything is stopped.")
+    batch_flags = [flag for batch_id, *_ in BATCHES for flag in ("--batch-id", batch_id)]
+    _run(
+        [*cli, "job", "create", "--name", "Demo: three batches", *batch_flags,
+         "--openai-secret", "demo-openai", "--keboola-secret", "demo-keboola",
+         "--keboola-stack", simulator.stack_url, "--component-id", "kds-team.app-custom-python",
+         "--config-id", "demo-config", "--poll-interval", "3"],
+        workdir, environment,
+    )  # fmt: skip
+    success("Job 1 created: checks every 3 seconds\n")
+
+
+def _show_what_keboola_received(received: list[dict[str, Any]], job_status: str) -> None:
+    """Print the Keboola jobs and their variables; fail unless exactly one ran, told of the broken batch."""
+    click.echo("\nKeboola received:")
+    for keboola_job in received:
+        click.echo(f"  job {keboola_job['id']} ({keboola_job['status']}) with variables:")
+        for variable in keboola_job["body"]["variableValuesData"]["values"]:
+            click.echo(f"    {variable['name']} = {variable['value']}")
+    failed = None
+    if len(received) == 1:
+        variables = {v["name"]: v["value"] for v in received[0]["body"]["variableValuesData"]["values"]}
+        failed = json.loads(variables["batch_ids_failed"])
+    if job_status != JobStatus.COMPLETED_WITH_FAILURES or failed != ["batch_demo_broken"]:
+        raise click.ClickException(
+            f"the demo did not end as expected: job {job_status}, {len(received)} Keboola job(s) received"
+        )
+    success("Demo finished: one Keboola job, started once, told which batch failed. Everything is stopped.")

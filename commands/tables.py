@@ -1,4 +1,4 @@
-"""Tables drawn like the user guide's: rounded corners, a title row, columns padded to the widest cell."""
+"""Tables as docs/USER_GUIDE.md shows them: rounded corners, a title row, columns padded to the widest cell."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def render_table(title: str, rows: Sequence[Sequence[str]], headers: Sequence[st
 
 
 def when(moment: datetime | None) -> str:
-    """UTC, in the guide's format."""
+    """UTC, in the format docs/USER_GUIDE.md shows."""
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else EMPTY
 
 

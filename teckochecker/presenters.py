@@ -1,4 +1,8 @@
-"""Plain-dict views of the models, for `--json` output. Secret values never appear here."""
+"""Plain-dict views of the models, for `--json` output. Secret values never appear here.
+
+`job_view` is also the API's job shape: api/schemas.py's JobSchema prints the same JSON, and
+tests/api/test_job_shape.py holds the two together.
+"""
 
 from __future__ import annotations
 

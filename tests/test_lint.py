@@ -1,4 +1,4 @@
-"""The tree stays ruff-clean and the domain core never imports the web or task frameworks."""
+"""The tree stays ruff-clean (lint and format) and the domain core never imports the web or task frameworks."""
 
 import ast
 import subprocess
@@ -10,6 +10,16 @@ from tests.conftest import REPO_ROOT
 def test_ruff_finds_nothing() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", str(REPO_ROOT)], capture_output=True, text=True
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_ruff_format_would_change_nothing() -> None:
+    # Python files and the Python code blocks of Markdown files alike.
+    completed = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", str(REPO_ROOT)],
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
 

@@ -1,4 +1,4 @@
-"""The user guide's Quick Start, run as a user would: real processes in a fresh directory."""
+"""The step-by-step install of docs/USER_GUIDE.md, run as a user would: real processes in a fresh directory."""
 
 from __future__ import annotations
 

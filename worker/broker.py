@@ -1,4 +1,8 @@
-"""Which broker the engine uses: Redis when REDIS_URL is set, else kombu's filesystem transport."""
+"""Which broker the engine uses: Redis when REDIS_URL is set, else kombu's filesystem transport.
+
+Nothing here touches the disk on import or when the app is built: the embedded broker's folders are
+created when its first channel opens.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,22 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+from celeryconfig import REDIS_VISIBILITY_TIMEOUT
 from teckochecker.config import Settings
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS
 from teckochecker.files import PRIVATE_FILE_MODE, private_folder
 
-# An unacknowledged message (a worker died holding it) comes back after this long. It must stay far
-# above every retry countdown, or a task waiting for its countdown would be delivered twice.
-REDIS_VISIBILITY_TIMEOUT = 3600
 EMBEDDED_BROKER_DIR = Path(".teckochecker") / "broker"
 
 assert REDIS_VISIBILITY_TIMEOUT >= 10 * MAX_BROKER_WAIT_SECONDS
+
+
+def create_embedded_broker_folders(transport_options: dict[str, Any]) -> None:
+    """The embedded broker's folders: its root, the queue folder and the control (broadcast) folder."""
+    queue_folder = Path(transport_options["data_folder_in"])
+    control_folder = Path(transport_options["control_folder"])
+    for path in (queue_folder.parent, queue_folder, control_folder):
+        private_folder(path)
 
 
 class _AtomicFilesystemChannel(filesystem.Channel):
@@ -31,6 +41,10 @@ class _AtomicFilesystemChannel(filesystem.Channel):
     empty message and the worker dies on the JSON error. Here the message is written under a name no
     consumer looks at, then renamed into place (a rename is atomic within one folder).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        create_embedded_broker_folders(self.transport_options)
 
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
@@ -51,21 +65,15 @@ EMBEDDED_SCHEME = "teckochecker-filesystem"
 TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
 
 
-def uses_embedded_broker(settings: Settings) -> bool:
-    return not settings.redis_url
-
-
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
+    """The broker URL and transport options for `settings`."""
     if settings.redis_url:
         return settings.redis_url, {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
-    # The filesystem transport needs no server and supports broadcast, so `celery inspect ping` works.
+    # The filesystem transport needs no server and supports broadcast, so `celery inspect ping` works. The
+    # folder is fixed now, relative to the directory the process started in.
     folder = EMBEDDED_BROKER_DIR.resolve()
-    queue_folder = folder / "queue"
-    control_folder = folder / "control"
-    for path in (queue_folder, control_folder):
-        private_folder(path)
     return f"{EMBEDDED_SCHEME}://", {
-        "data_folder_in": str(queue_folder),
-        "data_folder_out": str(queue_folder),
-        "control_folder": str(control_folder),
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),
     }

@@ -15,10 +15,9 @@ from typing import Any
 from celery import bootsteps
 from sqlalchemy.exc import SQLAlchemyError
 
-from teckochecker.config import load_settings
 from teckochecker.db import session_scope, utcnow
 from teckochecker.services.workers import record_heartbeat
-from worker.runtime import get_runtime
+from worker.tasks import EngineTask
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +35,15 @@ class HeartbeatFile(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self.path = Path(load_settings().worker_heartbeat_file)
+        self.settings = parent.app.settings
+        self.path = Path(self.settings.worker_heartbeat_file)
         self.timer_entry: Any = None
 
     def _beat(self, hostname: str) -> None:
         with contextlib.suppress(OSError):
             self.path.touch()
         try:
-            with session_scope(get_runtime().sessions) as session:
+            with session_scope(EngineTask.runtime_for(self.settings).sessions) as session:
                 record_heartbeat(session, hostname, utcnow())
         except SQLAlchemyError as error:
             logger.warning("could not record the worker heartbeat: %s", error)

@@ -1,9 +1,10 @@
-"""What a worker or beat process needs, created once per process on first use."""
+"""What a worker or beat process works with: its settings, database, vault and HTTP clients.
+
+The engine's task base class (worker/tasks.py) builds one Runtime per process on first use.
+"""
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,13 +13,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
-from teckochecker.config import Settings, load_settings
+from teckochecker.config import Settings
 from teckochecker.db import make_engine, make_session_factory, session_scope
-from teckochecker.engine.leases import HTTP_TIMEOUTS
+from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.redaction import StoredSecretsRedactor
 from teckochecker.services.secrets import stored_secret_values
 from teckochecker.services.validation import keboola_hosts
 from teckochecker.vault import Vault
+
+# Connect and read timeouts of every call to OpenAI and Keboola. Thread pools do not enforce Celery's
+# time limits, so these bound a call; a lease must outlast one call with room to spare.
+HTTP_TIMEOUTS = (5.0, 20.0)
+assert sum(HTTP_TIMEOUTS) < RUN_LEASE.total_seconds()
+
+# Transactions last milliseconds and never span an HTTP call, so a few connections serve all of a
+# worker's threads; the overflow absorbs a slow database, and two workers stay within PostgreSQL's
+# default 100 connections.
+POOL_SIZE = 10
+POOL_OVERFLOW = 30
 
 
 @dataclass
@@ -27,6 +39,15 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     vault: Vault
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        """A runtime for `settings`; it opens no connection until a session is used."""
+        options = {}
+        if not settings.database_url.startswith("sqlite"):
+            options = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        engine = make_engine(settings.database_url, **options)
+        return cls(settings, engine, make_session_factory(engine), Vault(settings.secret_key))
 
     @cached_property
     def redactor(self) -> StoredSecretsRedactor:
@@ -57,36 +78,3 @@ class Runtime:
             connect_timeout=connect,
             read_timeout=read,
         )
-
-
-_lock = threading.Lock()
-_runtime: Runtime | None = None
-
-
-# Transactions last milliseconds and never span an HTTP call, so a few connections serve all of a
-# worker's threads; the overflow absorbs a slow database, and two workers stay within PostgreSQL's
-# default 100 connections.
-POOL_SIZE = 10
-POOL_OVERFLOW = 30
-
-
-def get_runtime() -> Runtime:
-    global _runtime
-    with _lock:
-        if _runtime is None:
-            settings = load_settings()
-            options = {}
-            if not settings.database_url.startswith("sqlite"):
-                options = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-            engine = make_engine(settings.database_url, **options)
-            _runtime = Runtime(settings, engine, make_session_factory(engine), Vault(settings.secret_key))
-        return _runtime
-
-
-def _forget_after_fork() -> None:
-    # A forked child must not share its parent's database connections.
-    global _runtime
-    _runtime = None
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)

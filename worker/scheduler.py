@@ -1,4 +1,7 @@
-"""Beat's scheduler: every second, claim due jobs in the database and send one task per claimed job.
+"""Beat's scheduler: every second, claim due jobs in the database and send them to the workers.
+
+Checks of jobs that share an OpenAI key travel in groups of up to CHECK_GROUP_SIZE per task, under one
+lease token; each Keboola trigger travels in a task of its own.
 
 Stock beat keeps one schedule entry per job and compares them all on every tick; this scheduler keeps
 none. The database says which jobs are due, and a claim there (see teckochecker.engine.scheduling) makes
@@ -27,15 +30,16 @@ from teckochecker.engine.scheduling import (
 )
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
-from worker.runtime import get_runtime
+from worker.runtime import Runtime
+from worker.tasks import EngineTask, send_check, send_trigger
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
-# At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): at the
-# measured 200-250 checks/s of one worker that is 4-5 s of work, well inside the shortest allowed
-# interval (30 s) that is the messages' expiry, and enough that workers never wait for the next tick.
+# At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): a few
+# seconds of one worker's work (docs/BENCHMARKS.md), well inside the shortest allowed interval (30 s)
+# that is the messages' expiry, and enough that workers never wait for the next tick.
 MAX_QUEUED_CHECKS = 1000
 # Trigger runs (start or follow a Keboola job) are one job each and cost a few times a check; 200 is
 # a few seconds of work, far inside their 120 s lease.
@@ -50,12 +54,16 @@ QUEUES = {
 class DispatchScheduler(Scheduler):
     def setup_schedule(self) -> None:
         super().setup_schedule()
-        metrics.serve_metrics(get_runtime().settings, "beat")
+        metrics.serve_metrics(self.app.settings, "beat")
         self._next_census = 0.0
         self._next_dispatch = 0.0
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
+
+    @property
+    def runtime(self) -> Runtime:
+        return EngineTask.runtime_for(self.app.settings)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)
@@ -71,7 +79,7 @@ class DispatchScheduler(Scheduler):
         """How many more jobs each queue may take: back-pressure, so a backlog never outgrows the workers.
 
         A task that waits in its queue past its expiry is dropped unrun and its job handed out again;
-        without a cap, an overloaded fleet spends its time on messages that expire (see BENCHMARKS.md).
+        without a cap, an overloaded fleet spends its time on messages that expire (see docs/BENCHMARKS.md).
         A job not claimed now stays due and is claimed at a later tick, oldest first.
         """
         room = {}
@@ -95,16 +103,13 @@ class DispatchScheduler(Scheduler):
 
     def dispatch(self) -> bool:
         """Claim and send due jobs; True when a queue took all it was allowed (more may be due)."""
-        from worker.tasks import send_check, send_trigger
-
-        runtime = get_runtime()
         room = {action: limit for action, limit in self._room_in_queues().items() if limit > 0}
         if not room:
             return False
         now = utcnow()
         claimed: dict[str, list[Claim]] = {}
         try:
-            with session_scope(runtime.sessions) as session:
+            with session_scope(self.runtime.sessions) as session:
                 for action, limit in room.items():
                     claimed[action] = claim_due_jobs(session, now=now, limit=limit, actions=[action])
         except Exception:
@@ -118,10 +123,10 @@ class DispatchScheduler(Scheduler):
         if claims:
             with self.app.producer_or_acquire() as producer:
                 for dispatch in group_claims(claims):
-                    self._send(dispatch, producer, send_check, send_trigger)
+                    self._send(dispatch, producer)
         return any(len(claimed[action]) >= limit for action, limit in room.items())
 
-    def _send(self, dispatch: Dispatch, producer: Any, send_check: Any, send_trigger: Any) -> None:
+    def _send(self, dispatch: Dispatch, producer: Any) -> None:
         try:
             if dispatch.action == CHECK:
                 send_check(dispatch.job_ids, dispatch.lease_token, dispatch.expires_in, producer=producer)
@@ -140,7 +145,7 @@ class DispatchScheduler(Scheduler):
             return
         self._next_census = time.monotonic() + CENSUS_EVERY_SECONDS
         try:
-            with session_scope(get_runtime().sessions) as session:
+            with session_scope(self.runtime.sessions) as session:
                 counts = jobs_by_status(session)
         except Exception:
             logger.exception("could not count jobs by status")

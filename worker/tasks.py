@@ -3,68 +3,99 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
-from typing import Any
+import os
+import threading
+from datetime import timedelta
+from typing import Any, ClassVar
 
-from celery import Task
-from sqlalchemy.orm import Session, sessionmaker
+from celery import Task, shared_task
 
 from teckochecker.clients.errors import TransientError
+from teckochecker.config import Settings
 from teckochecker.db import utcnow
 from teckochecker.engine import checking, triggering
-from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, retry_wait
+from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, TransientFailureRules, retry_wait
 from teckochecker.engine.leases import RUN_LEASE
+from teckochecker.engine.outcomes import Outcome
 from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
 from teckochecker.logs import log_context
 from worker import metrics
-from worker.celery_app import app
-from worker.runtime import get_runtime
+from worker.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-Extend = Callable[[sessionmaker[Session], int, str, timedelta], bool]
-GiveUp = Callable[[sessionmaker[Session], int, str, str], None]
-Defer = Callable[[sessionmaker[Session], int, str, datetime, str], None]
+
+class EngineTask(Task):
+    """The base of the engine's tasks: the process's Runtime, and Celery's retries of transient failures.
+
+    Each task names the engine's rules for its action (`on_transient_failure`), so a retry, a deferral or
+    giving up always goes through the rules of the action that failed.
+    """
+
+    on_transient_failure: ClassVar[TransientFailureRules]
+
+    # One Runtime per process and settings, built on first use. Celery shares a task instance between a
+    # worker's threads, hence the lock. A forked (prefork) child finds no entry under its own pid and builds
+    # its own; it leaves its copy of the parent's entry alone, since closing or collecting that engine
+    # would end the parent's database connections.
+    _runtimes: ClassVar[dict[tuple[int, Settings], Runtime]] = {}
+    _runtimes_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def runtime_for(cls, settings: Settings) -> Runtime:
+        key = (os.getpid(), settings)
+        runtime = EngineTask._runtimes.get(key)
+        if runtime is None:
+            with EngineTask._runtimes_lock:
+                runtime = EngineTask._runtimes.get(key)
+                if runtime is None:
+                    runtime = EngineTask._runtimes[key] = Runtime.create(settings)
+        return runtime
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.runtime_for(self.app.settings)
+
+    def retry_transient(self, failures: dict[int, TransientError], lease_token: str) -> None:
+        """Retry the failed jobs through Celery with backoff, defer a long wait to the database, or give up."""
+        rules, runtime = self.on_transient_failure, self.runtime
+        attempt = self.request.retries
+        if attempt >= runtime.settings.max_retries:
+            for job_id, error in failures.items():
+                logger.warning("job %s: giving up after %s retries: %s", job_id, attempt, error)
+                rules.give_up(runtime.sessions, job_id, lease_token, f"{error} (gave up after {attempt} retries)")
+            return
+        wait = max(retry_wait(attempt, runtime.settings.retry_delay, error.retry_after) for error in failures.values())
+        if wait > MAX_BROKER_WAIT_SECONDS:
+            for job_id, error in failures.items():
+                logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
+                rules.defer(runtime.sessions, job_id, lease_token, utcnow() + timedelta(seconds=wait), str(error))
+            return
+        retried = [
+            job_id
+            for job_id in failures
+            if rules.extend_lease(runtime.sessions, job_id, lease_token, timedelta(seconds=wait))
+        ]
+        if not retried:
+            return
+        metrics.RETRIES.labels(self.name).inc(len(retried))
+        for job_id in retried:
+            logger.info("job %s: %s; retry %s in %.1fs", job_id, failures[job_id], attempt + 1, wait)
+        # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
+        # it stays valid exactly as long as the leases just extended for it. Only the failed jobs go again.
+        expires = wait + RUN_LEASE.total_seconds()
+        raise self.retry(args=tuple(retried), countdown=wait, exc=failures[retried[0]], expires=expires)
 
 
-def _handle_transient(
-    task: Task,
-    failures: dict[int, TransientError],
-    token: str,
-    *,
-    extend: Extend,
-    give_up: GiveUp,
-    defer: Defer,
-) -> None:
-    """Retry the failed jobs through Celery with backoff, defer a long wait to the database, or give up."""
-    runtime = get_runtime()
-    attempt = task.request.retries
-    if attempt >= runtime.settings.max_retries:
-        for job_id, error in failures.items():
-            logger.warning("job %s: giving up after %s retries: %s", job_id, attempt, error)
-            give_up(runtime.sessions, job_id, token, f"{error} (gave up after {attempt} retries)")
-        return
-    wait = max(retry_wait(attempt, runtime.settings.retry_delay, error.retry_after) for error in failures.values())
-    if wait > MAX_BROKER_WAIT_SECONDS:
-        for job_id, error in failures.items():
-            logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
-            defer(runtime.sessions, job_id, token, utcnow() + timedelta(seconds=wait), str(error))
-        return
-    retried = [job_id for job_id in failures if extend(runtime.sessions, job_id, token, timedelta(seconds=wait))]
-    if not retried:
-        return
-    metrics.RETRIES.labels(task.name).inc(len(retried))
-    for job_id in retried:
-        logger.info("job %s: %s; retry %s in %.1fs", job_id, failures[job_id], attempt + 1, wait)
-    # A retry would otherwise inherit the first message's expiry and could die before its countdown ends;
-    # it stays valid exactly as long as the leases just extended for it. Only the failed jobs go again.
-    expires = wait + RUN_LEASE.total_seconds()
-    raise task.retry(args=tuple(retried), countdown=wait, exc=failures[retried[0]], expires=expires)
-
-
-@app.task(bind=True, name="teckochecker.check_job", max_retries=None)
-def check_job(self: Task, *job_ids: int) -> None:
+# Shared tasks, as in Flask's Celery example: every app create_celery_app builds gets them.
+@shared_task(
+    bind=True,
+    base=EngineTask,
+    name="teckochecker.check_job",
+    max_retries=None,
+    on_transient_failure=checking.ON_TRANSIENT_FAILURE,
+)
+def check_job(self: EngineTask, *job_ids: int) -> None:
     """Ask OpenAI about the unfinished batches of one job, or of a small group sharing a key and a lease.
 
     A job whose batches have all finished moves to `triggering`; beat hands it to `trigger_keboola`.
@@ -75,8 +106,8 @@ def check_job(self: Task, *job_ids: int) -> None:
         _check_jobs(self, job_ids, lease_token)
 
 
-def _check_jobs(self: Task, job_ids: tuple[int, ...], lease_token: str) -> None:
-    runtime = get_runtime()
+def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) -> None:
+    runtime = self.runtime
     with metrics.CHECK_DURATION.time():
         outcomes = checking.run_checks(runtime.sessions, runtime.vault, runtime.openai_client, job_ids, lease_token)
     failures = {}
@@ -85,38 +116,30 @@ def _check_jobs(self: Task, job_ids: tuple[int, ...], lease_token: str) -> None:
         if outcome.failure is not None:
             failures[job_id] = outcome.failure
     if failures:
-        _handle_transient(
-            self,
-            failures,
-            lease_token,
-            extend=checking.extend_lease_for_retry,
-            give_up=checking.give_up_check,
-            defer=checking.defer_check,
-        )
+        self.retry_transient(failures, lease_token)
 
 
-@app.task(bind=True, name="teckochecker.trigger_keboola", max_retries=None)
-def trigger_keboola(self: Task, job_id: int) -> None:
+@shared_task(
+    bind=True,
+    base=EngineTask,
+    name="teckochecker.trigger_keboola",
+    max_retries=None,
+    on_transient_failure=triggering.ON_TRANSIENT_FAILURE,
+)
+def trigger_keboola(self: EngineTask, job_id: int) -> None:
     """Start the job's Keboola job exactly once, then follow it until it finishes."""
     lease_token = self.request.id
     with log_context(job_id=job_id, task_id=lease_token):
         _trigger_keboola(self, job_id, lease_token)
 
 
-def _trigger_keboola(self: Task, job_id: int, lease_token: str) -> None:
-    runtime = get_runtime()
+def _trigger_keboola(self: EngineTask, job_id: int, lease_token: str) -> None:
+    runtime = self.runtime
     try:
         outcome = triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
     except TransientError as error:
-        metrics.TRIGGERS.labels("transient_error").inc()
-        _handle_transient(
-            self,
-            {job_id: error},
-            lease_token,
-            extend=triggering.extend_lease_for_retry,
-            give_up=triggering.give_up_trigger,
-            defer=triggering.defer_trigger,
-        )
+        metrics.TRIGGERS.labels(Outcome.TRANSIENT_ERROR).inc()
+        self.retry_transient({job_id: error}, lease_token)
         return
     metrics.TRIGGERS.labels(outcome).inc()
 

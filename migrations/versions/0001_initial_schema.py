@@ -71,15 +71,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_polling_jobs")),
     )
     with op.batch_alter_table("polling_jobs", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_polling_jobs_keboola_secret_id"), ["keboola_secret_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_polling_jobs_openai_secret_id"), ["openai_secret_id"], unique=False
-        )
-        batch_op.create_index(
-            "ix_polling_jobs_status_next_check_at", ["status", "next_check_at"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_polling_jobs_keboola_secret_id"), ["keboola_secret_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_polling_jobs_openai_secret_id"), ["openai_secret_id"], unique=False)
+        batch_op.create_index("ix_polling_jobs_status_next_check_at", ["status", "next_check_at"], unique=False)
 
     op.create_table(
         "job_batches",

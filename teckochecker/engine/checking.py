@@ -16,7 +16,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -26,6 +26,8 @@ from teckochecker.clients.errors import PermanentError, ServiceError, TransientE
 from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
+from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.outcomes import Outcome
 from teckochecker.logs import log_context
 from teckochecker.models import BATCH_NOT_FOUND, BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, PollingJob, Secret
 from teckochecker.services.events import record_events
@@ -35,13 +37,6 @@ logger = logging.getLogger(__name__)
 OpenAIClientFactory = Callable[[str], OpenAIBatchClient]
 AUTH_STATUSES = frozenset({401, 403})
 
-
-SKIPPED = "skipped"
-CHECKED = "checked"
-ALL_FINISHED = "all_finished"
-REFUSED = "refused"
-TRANSIENT = "transient_error"
-
 _jobs = PollingJob.__table__
 _batches = JobBatch.__table__
 _secrets = Secret.__table__
@@ -50,8 +45,7 @@ _JOB_STATE = (
     _jobs.c.last_error,
     _jobs.c.last_check_at,
     _jobs.c.next_check_at,
-    _jobs.c.lease_token,
-    _jobs.c.lease_until,
+    *leases.COLUMNS,
 )
 # Locks the rows and reads the jobs' state, only where we hold the lease.
 _HOLD = leases.hold_statement(_jobs.c.id, *_JOB_STATE)
@@ -93,16 +87,16 @@ _SAVE_JOB = (
 class CheckOutcome:
     """What the check of one job led to.
 
-    `failure` is set when OpenAI should be asked again (outcome TRANSIENT); the job keeps its lease for
-    the retry.
+    `failure` is set when OpenAI should be asked again (outcome TRANSIENT_ERROR); the job keeps its lease
+    for the retry.
     """
 
     ran: bool
-    outcome: str = CHECKED
+    outcome: Outcome = Outcome.CHECKED
     failure: TransientError | None = None
 
 
-SKIPPED_OUTCOME = CheckOutcome(ran=False, outcome=SKIPPED)
+SKIPPED_OUTCOME = CheckOutcome(ran=False, outcome=Outcome.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,10 @@ class _Work:
 
 @dataclass
 class _HeldJob:
-    """A job's row while we hold its lease and its lock: changed in memory, written once by `_save`."""
+    """A job's row while we hold its lease and its lock: changed in memory, written once by `_save`.
+
+    Its lease columns change only through `leases.release`.
+    """
 
     id: int
     status: str
@@ -138,10 +135,6 @@ class _HeldJob:
 
     def record(self, kind: str, message: str) -> None:
         self.events.append((kind, message))
-
-    def release(self) -> None:
-        self.lease_token = None
-        self.lease_until = None
 
 
 def _hold(session: Session, job_ids: Collection[int], token: str) -> list[_HeldJob]:
@@ -310,29 +303,29 @@ def _conclude(
 ) -> CheckOutcome:
     if isinstance(failure, TransientError):
         # The lease stays: the caller either retries under it or gives up and releases it.
-        return CheckOutcome(ran=True, outcome=TRANSIENT, failure=failure)
+        return CheckOutcome(ran=True, outcome=Outcome.TRANSIENT_ERROR, failure=failure)
     if job.status != JobStatus.ACTIVE:
         # Paused (or edited into another state) while we were asking OpenAI: never trigger.
-        job.release()
+        leases.release(job)
         return CheckOutcome(ran=True)
     if isinstance(failure, PermanentError):
         if failure.status in AUTH_STATUSES:
             _fail_on_rejected_key(job, secret, failure)
         else:
             _record_failure(job, f"OpenAI refused the check: {failure}")
-        job.release()
-        return CheckOutcome(ran=True, outcome=REFUSED)
+        leases.release(job)
+        return CheckOutcome(ran=True, outcome=Outcome.REFUSED)
     if job.last_error is not None:
         job.record("recovered", "Checks succeed again")
         job.last_error = None
-    job.release()
+    leases.release(job)
     if all(status in BATCH_TERMINAL_STATUSES for status in statuses):
         # The compare-and-set: only the check holding the lease of an active job gets here. Beat hands the
         # job to one trigger task at its next tick, under a new lease and within the trigger queue's cap.
         job.status = JobStatus.TRIGGERING.value
         job.next_check_at = now
         job.record("triggering", "Every batch has finished; starting the Keboola job")
-        return CheckOutcome(ran=True, outcome=ALL_FINISHED)
+        return CheckOutcome(ran=True, outcome=Outcome.ALL_FINISHED)
     return CheckOutcome(ran=True)
 
 
@@ -348,7 +341,7 @@ def give_up_check(sessions: sessionmaker[Session], job_id: int, token: str, mess
     with session_scope(sessions) as session:
         for job in _hold(session, [job_id], token):
             _record_failure(job, message)
-            job.release()
+            leases.release(job)
             _save(session, [job])
 
 
@@ -359,14 +352,8 @@ def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, until:
             _record_failure(job, message)
             if job.status == JobStatus.ACTIVE:
                 job.next_check_at = max(job.next_check_at or until, until)
-            job.release()
+            leases.release(job)
             _save(session, [job])
 
 
-def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
-    """Keep the job ours while a retry waits in the broker; False when the job moved on meanwhile."""
-    with session_scope(sessions) as session:
-        renewed = leases.renew(
-            session, [job_id], token, now=utcnow(), status=JobStatus.ACTIVE.value, extra=wait + leases.RUN_LEASE
-        )
-        return job_id in renewed
+ON_TRANSIENT_FAILURE = TransientFailureRules(JobStatus.ACTIVE, give_up=give_up_check, defer=defer_check)

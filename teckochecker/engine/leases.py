@@ -1,9 +1,10 @@
-"""Leases: who may work on a job, until when.
+"""Leases: who may work on a job, until when. The one module that writes `lease_token` and `lease_until`.
 
 The dispatcher hands a job out with a fresh token and a lease long enough to cover the wait in the
-broker queue. The worker that receives the message renews the lease while it works and releases it when
-done. Every write a worker makes is guarded by its token, so a stale or duplicated message (redelivery
-after a crash, a lease that expired under a slow worker) changes nothing.
+broker queue (`grant`). The worker that receives the message renews the lease while it works (`renew`),
+locks the job's row under it for each write (`hold`), and releases it when done (`release`). Every write
+a worker makes is guarded by its token, so a stale or duplicated message (redelivery after a crash, a
+lease that expired under a slow worker) changes nothing.
 """
 
 from __future__ import annotations
@@ -11,26 +12,46 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Update, bindparam, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Update, bindparam, or_, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.models import PollingJob
+from teckochecker.db import session_scope, utcnow
+from teckochecker.models import JobStatus, PollingJob
 
-# How long a worker may go without renewing its lease. It covers one HTTP call (connect + read timeout,
-# see HTTP_TIMEOUTS) with room to spare; a dead worker's job is handed out again this long after.
+# How long a worker may go without renewing its lease: one HTTP call with room to spare (the clients'
+# timeouts are checked against it where they are set). A dead worker's job is handed out again this long after.
 RUN_LEASE = timedelta(seconds=30)
-HTTP_TIMEOUTS = (5.0, 20.0)
 
 # Built once on the table, not the ORM entity: these run several times per check, and a prepared Core
 # statement skips the ORM's per-call compile and session synchronisation.
 _jobs = PollingJob.__table__
+TOKEN_COLUMN = _jobs.c.lease_token
+# The lease's columns, for statements that read a job's row and write it back whole.
+COLUMNS = (_jobs.c.lease_token, _jobs.c.lease_until)
+
+
+def held_by(token: Any) -> ColumnElement[bool]:
+    """The rows leased to `token` (a value or a bound parameter)."""
+    return _jobs.c.lease_token == token
+
+
+def is_free(now: Any) -> ColumnElement[bool]:
+    """The rows no live lease holds at `now`: never leased, released, or expired."""
+    return or_(_jobs.c.lease_until.is_(None), _jobs.c.lease_until <= now)
+
+
+def grant(token: Any, until: Any) -> dict[str, Any]:
+    """The column values that hand a job out under `token` until `until` (values or SQL expressions)."""
+    return {"lease_token": token, "lease_until": until}
+
+
 _RENEW = (
     update(_jobs)
     .where(
         _jobs.c.id.in_(bindparam("job_ids", expanding=True)),
-        _jobs.c.lease_token == bindparam("token"),
+        held_by(bindparam("token")),
         _jobs.c.status == bindparam("required_status"),
     )
     .values(lease_until=bindparam("until"))
@@ -42,7 +63,7 @@ def hold_statement(*returning: ColumnElement[Any]) -> Update:
     """Lock the rows of `job_ids` still leased to `token` (a write, portable to SQLite), returning `returning`."""
     return (
         update(_jobs)
-        .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), _jobs.c.lease_token == bindparam("token"))
+        .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), held_by(bindparam("token")))
         .values(lease_token=bindparam("token"))
         .returning(*returning)
     )
@@ -74,11 +95,31 @@ def renew(
     return set(session.scalars(_RENEW, parameters))
 
 
+def extend_lease_for_retry(
+    sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta, *, status: JobStatus
+) -> bool:
+    """Keep the job ours while a retry waits `wait` in the broker, if it is still in `status`.
+
+    False when the job moved on meanwhile (paused, edited, handed out again).
+    """
+    with session_scope(sessions) as session:
+        renewed = renew(session, [job_id], token, now=utcnow(), status=status.value, extra=wait + RUN_LEASE)
+        return job_id in renewed
+
+
 def hold(session: Session, job_id: int, token: str) -> bool:
     """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
     return session.execute(_HOLD, {"job_ids": [job_id], "token": token}).first() is not None
 
 
-def release(job: PollingJob) -> None:
+class Leased(Protocol):
+    """A job's row in memory: the ORM's PollingJob, or a row read with COLUMNS and written back."""
+
+    lease_token: str | None
+    lease_until: datetime | None
+
+
+def release(job: Leased) -> None:
+    """Give the job up: the dispatcher may hand it out again when it is due."""
     job.lease_token = None
     job.lease_until = None

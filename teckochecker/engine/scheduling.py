@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Uuid, bindparam, case, cast, extract, func, or_, select, update
+from sqlalchemy import String, Uuid, bindparam, case, cast, extract, func, select, update
 from sqlalchemy.orm import Session
 
 from teckochecker.db import UTCDateTime
-from teckochecker.engine.leases import new_token
+from teckochecker.engine import leases
 from teckochecker.models import JobStatus, PollingJob
 
 CHECK = "check"
@@ -43,7 +43,7 @@ _STATUS_OF = {CHECK: JobStatus.ACTIVE.value, TRIGGER: JobStatus.TRIGGERING.value
 _DUE = (
     _jobs.c.status.in_(bindparam("statuses", expanding=True)),
     _jobs.c.next_check_at <= _now,
-    or_(_jobs.c.lease_until.is_(None), _jobs.c.lease_until <= _now),
+    leases.is_free(_now),
 )
 _CANDIDATES = (
     select(_jobs.c.id, _jobs.c.status, _jobs.c.next_check_at, _jobs.c.poll_interval_seconds, _jobs.c.openai_secret_id)
@@ -57,8 +57,7 @@ _CLAIM_ONE = (
     .where(_jobs.c.id == bindparam("job_id"), _jobs.c.next_check_at == bindparam("planned", type_=UTCDateTime()), *_DUE)
     .values(
         next_check_at=bindparam("new_next_check_at", type_=UTCDateTime()),
-        lease_token=bindparam("new_lease_token"),
-        lease_until=bindparam("new_lease_until", type_=UTCDateTime()),
+        **leases.grant(bindparam("new_lease_token"), bindparam("new_lease_until", type_=UTCDateTime())),
     )
     .returning(_jobs.c.id)
 )
@@ -91,12 +90,12 @@ def _claim_many_statement():
         .where(_jobs.c.id == due.c.id)
         .values(
             next_check_at=case((is_check, due.c.next_check_at + _seconds(steps * interval)), else_=due.c.next_check_at),
-            lease_token=case(
-                (is_check, cast(cast(group_token, Uuid), String)), else_=cast(func.gen_random_uuid(), String)
+            **leases.grant(
+                case((is_check, cast(cast(group_token, Uuid), String)), else_=cast(func.gen_random_uuid(), String)),
+                _now + _seconds(case((is_check, interval), else_=TRIGGER_DISPATCH_LEASE.total_seconds())),
             ),
-            lease_until=_now + _seconds(case((is_check, interval), else_=TRIGGER_DISPATCH_LEASE.total_seconds())),
         )
-        .returning(_jobs.c.id, _jobs.c.status, _jobs.c.lease_token, due.c.next_check_at, interval)
+        .returning(_jobs.c.id, _jobs.c.status, leases.TOKEN_COLUMN, due.c.next_check_at, interval)
     )
 
 
@@ -156,11 +155,11 @@ def _group_tokens(candidates: list[Any]) -> list[str]:
     groups: dict[int, tuple[str, int]] = {}
     for candidate in candidates:
         if candidate.status != JobStatus.ACTIVE:
-            tokens.append(new_token())
+            tokens.append(leases.new_token())
             continue
         token, size = groups.get(candidate.openai_secret_id, ("", CHECK_GROUP_SIZE))
         if size == CHECK_GROUP_SIZE:
-            token, size = new_token(), 0
+            token, size = leases.new_token(), 0
         groups[candidate.openai_secret_id] = (token, size + 1)
         tokens.append(token)
     return tokens
@@ -172,7 +171,7 @@ def claim_due_jobs(
     """Claim up to `limit` due jobs for `actions`, oldest plan first. The caller commits, then sends the tasks."""
     parameters = {"now": now, "limit": limit, "statuses": [_STATUS_OF[action] for action in actions]}
     if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_CLAIM_MANY, {**parameters, "claim": new_token()}).all()
+        rows = session.execute(_CLAIM_MANY, {**parameters, "claim": leases.new_token()}).all()
         return sorted((_claim(*row) for row in rows), key=lambda claim: claim.planned_at)
     claims = []
     candidates = session.execute(_CANDIDATES, parameters).all()

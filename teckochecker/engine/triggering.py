@@ -22,6 +22,8 @@ from teckochecker.clients.keboola_hosts import UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import leases
+from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.outcomes import Outcome
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobStatus, PollingJob
 from teckochecker.services.events import record_event
 from teckochecker.services.secrets import reveal_secret
@@ -36,21 +38,13 @@ SEARCH_CLOCK_MARGIN = timedelta(minutes=5)
 FOLLOW_INTERVAL_MAX_SECONDS = 30
 KEBOOLA_SUCCESS = "success"
 
-# What a trigger run did, for logs and metrics.
-SKIPPED = "skipped"
-WAITING = "waiting_for_search"
-FOLLOWING = "following"
-FINISHED_SUCCESS = "finished_success"
-FINISHED_ERROR = "finished_error"
-REFUSED = "refused"
-
 
 @dataclass(frozen=True)
 class _Plan:
     component_id: str
     configuration_id: str
     stack_url: str
-    token: str
+    keboola_token: str
     keboola_job_id: str | None
     attempted_at: datetime | None
     variables: list[dict[str, str]]
@@ -70,7 +64,7 @@ def _plan(session: Session, vault: Vault, job: PollingJob) -> _Plan:
         component_id=job.keboola_component_id,
         configuration_id=job.keboola_configuration_id,
         stack_url=job.keboola_stack_url,
-        token=reveal_secret(session, vault, job.keboola_secret_id),
+        keboola_token=reveal_secret(session, vault, job.keboola_secret_id),
         keboola_job_id=job.keboola_job_id,
         attempted_at=job.trigger_attempted_at,
         variables=batch_variables(completed, failed),
@@ -86,9 +80,9 @@ def _ours(candidate: KeboolaJob, plan: _Plan) -> bool:
     )
 
 
-def _release(sessions: sessionmaker[Session], job_id: int, token: str, *, next_at: datetime) -> None:
+def _release(sessions: sessionmaker[Session], job_id: int, lease_token: str, *, next_at: datetime) -> None:
     with session_scope(sessions) as session:
-        if leases.hold(session, job_id, token):
+        if leases.hold(session, job_id, lease_token):
             job = _load(session, job_id)
             job.next_check_at = next_at
             leases.release(job)
@@ -110,9 +104,9 @@ def _record_started(sessions: sessionmaker[Session], job_id: int, keboola_job_id
         return job.keboola_job_id or keboola_job_id
 
 
-def _fail(sessions: sessionmaker[Session], job_id: int, token: str, message: str) -> None:
+def _fail(sessions: sessionmaker[Session], job_id: int, lease_token: str, message: str) -> None:
     with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, token):
+        if not leases.hold(session, job_id, lease_token):
             return
         job = _load(session, job_id)
         job.status = JobStatus.FAILED.value
@@ -128,7 +122,12 @@ class _LeaseLost(Exception):
 
 
 def _start(
-    sessions: sessionmaker[Session], client: KeboolaQueueClient, job_id: int, token: str, plan: _Plan, now: datetime
+    sessions: sessionmaker[Session],
+    client: KeboolaQueueClient,
+    job_id: int,
+    lease_token: str,
+    plan: _Plan,
+    now: datetime,
 ) -> str | None:
     """Find the Keboola job an earlier attempt may have started, or start one.
 
@@ -141,11 +140,11 @@ def _start(
             earliest = min(found, key=lambda job: (job.created_time is None, job.created_time, job.id))
             return _record_started(sessions, job_id, earliest.id, "found (started by an earlier attempt)", plan)
         if now - plan.attempted_at < SEARCH_SETTLE_TIME:
-            _release(sessions, job_id, token, next_at=plan.attempted_at + SEARCH_SETTLE_TIME)
+            _release(sessions, job_id, lease_token, next_at=plan.attempted_at + SEARCH_SETTLE_TIME)
             return None
 
     with session_scope(sessions) as session:
-        if job_id not in leases.renew(session, [job_id], token, now=now, status=JobStatus.TRIGGERING.value):
+        if job_id not in leases.renew(session, [job_id], lease_token, now=now, status=JobStatus.TRIGGERING.value):
             raise _LeaseLost
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=now))
     try:
@@ -156,7 +155,7 @@ def _start(
             with session_scope(sessions) as session:
                 session.execute(
                     update(PollingJob)
-                    .where(PollingJob.id == job_id, PollingJob.lease_token == token)
+                    .where(PollingJob.id == job_id, leases.held_by(lease_token))
                     .values(trigger_attempted_at=None)
                 )
         raise
@@ -167,14 +166,14 @@ def _follow(
     sessions: sessionmaker[Session],
     client: KeboolaQueueClient,
     job_id: int,
-    token: str,
+    lease_token: str,
     keboola_job_id: str,
     plan: _Plan,
-) -> None:
+) -> Outcome:
     state = client.get_job(keboola_job_id)
     with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, token):
-            return SKIPPED
+        if not leases.hold(session, job_id, lease_token):
+            return Outcome.SKIPPED
         job = _load(session, job_id)
         now = utcnow()
         if state.status != job.keboola_job_status:
@@ -184,7 +183,7 @@ def _follow(
         if not state.is_finished:
             job.next_check_at = now + plan.follow_every
             leases.release(job)
-            return FOLLOWING
+            return Outcome.FOLLOWING
         job.completed_at = now
         job.next_check_at = None
         job.last_error = None
@@ -198,7 +197,7 @@ def _follow(
             job.last_error = f"Keboola job {keboola_job_id} finished with status {state.status}"
             record_event(session, job, "failed", job.last_error)
         leases.release(job)
-        return FINISHED_SUCCESS if state.status == KEBOOLA_SUCCESS else FINISHED_ERROR
+        return Outcome.FINISHED_SUCCESS if state.status == KEBOOLA_SUCCESS else Outcome.FINISHED_ERROR
 
 
 def run_trigger(
@@ -206,45 +205,45 @@ def run_trigger(
     vault: Vault,
     keboola_client: KeboolaClientFactory,
     job_id: int,
-    token: str,
+    lease_token: str,
     *,
     clock: Callable[[], datetime] = utcnow,
-) -> str:
-    """Start (exactly once) or follow the job's Keboola job under lease `token`; returns what happened.
+) -> Outcome:
+    """Start (exactly once) or follow the job's Keboola job under lease `lease_token`; returns what happened.
 
     Raises TransientError when Keboola should be asked again; a refusal fails the job with Keboola's reason.
     """
     with session_scope(sessions) as session:
-        if job_id not in leases.renew(session, [job_id], token, now=clock(), status=JobStatus.TRIGGERING.value):
-            return SKIPPED
+        if job_id not in leases.renew(session, [job_id], lease_token, now=clock(), status=JobStatus.TRIGGERING.value):
+            return Outcome.SKIPPED
         plan = _plan(session, vault, _load(session, job_id))
-    client = keboola_client(plan.token, plan.stack_url)
+    client = keboola_client(plan.keboola_token, plan.stack_url)
     try:
-        keboola_job_id = plan.keboola_job_id or _start(sessions, client, job_id, token, plan, clock())
+        keboola_job_id = plan.keboola_job_id or _start(sessions, client, job_id, lease_token, plan, clock())
         if keboola_job_id is None:
-            return WAITING
-        return _follow(sessions, client, job_id, token, keboola_job_id, plan)
+            return Outcome.WAITING_FOR_SEARCH
+        return _follow(sessions, client, job_id, lease_token, keboola_job_id, plan)
     except _LeaseLost:
-        return SKIPPED
+        return Outcome.SKIPPED
     except UnsafeEndpointError as error:
         _fail(
             sessions,
             job_id,
-            token,
+            lease_token,
             f"Refused to send the Keboola token: {error}. Fix the stack with `teckochecker job update {job_id} "
             f"--keboola-stack URL`, then `teckochecker job retry {job_id}`.",
         )
-        return REFUSED
+        return Outcome.REFUSED
     except PermanentError as error:
-        _fail(sessions, job_id, token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
-        return REFUSED
+        _fail(sessions, job_id, lease_token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
+        return Outcome.REFUSED
 
 
-def give_up_trigger(sessions: sessionmaker[Session], job_id: int, token: str, message: str) -> None:
+def give_up_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: str, message: str) -> None:
     """Retries ran out. Before a Keboola job is known this fails the job (`job retry` re-arms it);
     once one is known, following it just resumes at the next interval."""
     with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, token):
+        if not leases.hold(session, job_id, lease_token):
             return
         job = _load(session, job_id)
         if job.keboola_job_id is None:
@@ -259,19 +258,16 @@ def give_up_trigger(sessions: sessionmaker[Session], job_id: int, token: str, me
         leases.release(job)
 
 
-def defer_trigger(sessions: sessionmaker[Session], job_id: int, token: str, until: datetime, message: str) -> None:
+def defer_trigger(
+    sessions: sessionmaker[Session], job_id: int, lease_token: str, until: datetime, message: str
+) -> None:
     """Keboola asked for a wait too long for the broker: come back to the job after it."""
     with session_scope(sessions) as session:
-        if leases.hold(session, job_id, token):
+        if leases.hold(session, job_id, lease_token):
             job = _load(session, job_id)
             job.last_error = f"Keboola asked us to wait: {message}"
             job.next_check_at = until
             leases.release(job)
 
 
-def extend_lease_for_retry(sessions: sessionmaker[Session], job_id: int, token: str, wait: timedelta) -> bool:
-    with session_scope(sessions) as session:
-        renewed = leases.renew(
-            session, [job_id], token, now=utcnow(), status=JobStatus.TRIGGERING.value, extra=wait + leases.RUN_LEASE
-        )
-        return job_id in renewed
+ON_TRANSIENT_FAILURE = TransientFailureRules(JobStatus.TRIGGERING, give_up=give_up_trigger, defer=defer_trigger)

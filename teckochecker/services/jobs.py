@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from teckochecker.config import Settings
 from teckochecker.db import utcnow
+from teckochecker.engine import leases
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError
 from teckochecker.models import MAX_ID, JobBatch, JobStatus, PollingJob, SecretType
 from teckochecker.services.events import record_event
@@ -139,6 +140,7 @@ def count_jobs(session: Session, *, status: JobStatus | None = None, search: str
 
 
 def pause_job(session: Session, job: PollingJob) -> PollingJob:
+    # The lease stays: a check running now stores what OpenAI said, sees the pause and releases the job.
     if job.status != JobStatus.ACTIVE:
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be paused")
     job.status = JobStatus.PAUSED.value
@@ -159,8 +161,7 @@ def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None
     previous = job.status
     job.status = JobStatus.ACTIVE.value
     job.next_check_at = now or utcnow()
-    job.lease_token = None
-    job.lease_until = None
+    leases.release(job)
     job.completed_at = None
     if previous == JobStatus.FAILED:
         job.last_error = None
@@ -233,8 +234,7 @@ def retry_job(session: Session, job: PollingJob, *, now: datetime | None = None)
     # Otherwise trigger_attempted_at stays, so the retry looks for a job an earlier attempt may have started.
     job.status = JobStatus.TRIGGERING.value
     job.next_check_at = now or utcnow()
-    job.lease_token = None
-    job.lease_until = None
+    leases.release(job)
     job.completed_at = None
     job.last_error = None
     record_event(session, job, "retried", "Keboola trigger re-armed")

@@ -7,8 +7,9 @@ import time
 from types import ModuleType
 
 from teckochecker.simulator import control_api, keboola_api, openai_api
+from teckochecker.simulator.faults import Fault
 from teckochecker.simulator.routing import Problem, Reply, Route, Router, SimRequest
-from teckochecker.simulator.state import Fault, SimulatorState
+from teckochecker.simulator.state import SimulatorState
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from teckochecker.simulator.openai_state import check_script
 from teckochecker.simulator.routing import Problem, Reply, Route, SimRequest
-from teckochecker.simulator.state import SimulatorInputError, SimulatorState, check_script
+from teckochecker.simulator.state import SimulatorState
+from teckochecker.simulator.timeline import SimulatorInputError
 
 PREFIX = "/_sim"
 _BATCH_ID = re.compile(r"^batch_[A-Za-z0-9_-]+$")

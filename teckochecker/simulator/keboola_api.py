@@ -9,8 +9,10 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from teckochecker.simulator.keboola_state import JOB_STATUSES, SimToken
 from teckochecker.simulator.routing import Problem, Reply, Route, SimRequest
-from teckochecker.simulator.state import JOB_STATUSES, SimToken, SimulatorState, iso_time
+from teckochecker.simulator.state import SimulatorState
+from teckochecker.simulator.timeline import iso_time
 
 DEFAULT_SEARCH_LIMIT = 100
 MAX_SEARCH_LIMIT = 500

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from teckochecker.simulator.openai_state import BATCH_ENDPOINTS
 from teckochecker.simulator.routing import Problem, Reply, Route, SimRequest
-from teckochecker.simulator.state import BATCH_ENDPOINTS, SimulatorInputError, SimulatorState
+from teckochecker.simulator.state import SimulatorState
+from teckochecker.simulator.timeline import SimulatorInputError
 
 PREFIX = "/v1"
 DEFAULT_LIST_LIMIT = 20

@@ -19,7 +19,7 @@ from teckochecker.config import Settings
 TOKEN = "test-api-token-5f0c2e"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
-# The user guide's create-job body; the secrets it names are ids 1 (openai) and 2 (keboola).
+# The create-job body of docs/USER_GUIDE.md; the secrets it names are ids 1 (openai) and 2 (keboola).
 GUIDE_JOB = {
     "name": "Test job",
     "batch_id": "batch_123",

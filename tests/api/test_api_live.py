@@ -1,4 +1,4 @@
-"""Over real HTTP: the user guide's curl examples against `teckochecker api` (gunicorn), and schemathesis
+"""Over real HTTP: the curl examples of docs/USER_GUIDE.md against `teckochecker api` (gunicorn), and schemathesis
 fuzzing every operation of the live app against its own `/openapi.json`."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ GUIDE_BASE_URL = "http://localhost:8000"
 STARTUP_SECONDS = 30
 SETTINGS_KEYS = ("DATABASE_URL", "SECRET_KEY", "API_TOKEN", "API_HOST", "API_PORT", "REDIS_URL", "CORS_ORIGINS")
 
-# The REST section of the user guide, verbatim, in its order; each with the status it must answer.
-# Only the Keboola secret is not in the guide: its job example needs one with id 2.
+# The REST section of docs/USER_GUIDE.md, verbatim (tests/test_user_guide.py checks that), each with the
+# status it must answer; the secret's deletion comes last, once a job uses it.
 GUIDE_CURLS = [
     ("curl http://localhost:8000/api/health", 200),
     ("curl http://localhost:8000/api/stats", 200),
