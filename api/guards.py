@@ -11,8 +11,10 @@ from api.errors import AUTHENTICATE_HEADER, error_response
 
 MAX_BODY_BYTES = 1024 * 1024
 # The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc)
-# are readable without a token.
-PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs"})
+# are readable without a token. Webhooks cannot send one: their signature is checked instead (api/webhooks.py).
+PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "webhooks"})
+# Blueprints that bound and read their request bodies themselves (a webhook's signature covers its raw bytes).
+RAW_BODY_BLUEPRINTS = frozenset({"webhooks"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 HOW_TO_AUTHENTICATE = "Send the API token as the header `Authorization: Bearer <API_TOKEN>` (API_TOKEN is set in .env)."
 
@@ -44,7 +46,7 @@ def require_bearer_token() -> Response | None:
 
 def require_json_body() -> Response | None:
     """Refuse oversized bodies before reading them, and bodies that are not JSON instead of ignoring them."""
-    if request.method not in BODY_METHODS:
+    if request.method not in BODY_METHODS or request.blueprint in RAW_BODY_BLUEPRINTS:
         return None
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:

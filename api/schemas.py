@@ -13,7 +13,9 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.utils import missing
 
-from teckochecker.models import MAX_ID, JobStatus, SecretType
+from teckochecker.models import MAX_ID, JobStatus, Secret, SecretType
+from teckochecker.notifications.events import NotificationKind
+from teckochecker.services.secrets import notification_events
 
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
 SEARCH_MAX_LENGTH = 255
@@ -135,7 +137,25 @@ class StatsSchema(Schema):
     started_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
 
 
+# --- webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookReceiptSchema(Schema):
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(["marked_due", "replay", "ignored"]),
+        metadata=_example(
+            "marked_due", "`replay`: this webhook-id was seen before; `ignored`: not a batch event. Either way: 200."
+        ),
+    )
+    event_type = fields.String(required=True, metadata=_example("batch.completed"))
+    jobs_due = fields.Integer(required=True, metadata=_example(1, "Active jobs watching the batch, now due."))
+
+
 # --- secrets --------------------------------------------------------------------------------------------
+
+
+_EVENTS_HELP = f"Events: {', '.join(NotificationKind)}; `failed` covers every failure, `all` every event."
 
 
 class SecretCreateSchema(Schema):
@@ -148,8 +168,20 @@ class SecretCreateSchema(Schema):
     value = Text(
         required=True,
         load_only=True,
-        metadata=_example("sk-...", "The API key or token. Write-only: no response ever contains it."),
+        metadata=_example(
+            "sk-...",
+            "The API key or token, a webhook signing secret (whsec_…) or an Apprise URL (notification). "
+            "Write-only: no response ever contains it.",
+        ),
     )
+    events = fields.List(
+        Text(),
+        metadata=_example(["completed", "failed"], "A notification target's events (default: all). " + _EVENTS_HELP),
+    )
+
+
+class SecretEventsSchema(Schema):
+    events = fields.List(Text(), required=True, metadata=_example(["failed", "stalled"], _EVENTS_HELP))
 
 
 class SecretSchema(Schema):
@@ -160,8 +192,22 @@ class SecretSchema(Schema):
         validate=validate.OneOf([member.value for member in SecretType]),
         metadata=_example("openai"),
     )
+    events = fields.Method(
+        "_events",
+        required=True,
+        allow_none=True,
+        metadata={
+            **_example(None),
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "A notification target's chosen events; null: every event (and for other secrets).",
+        },
+    )
     created_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
     updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+    def _events(self, secret: Secret) -> list[str] | None:
+        return notification_events(secret)
 
 
 # --- jobs -------------------------------------------------------------------------------------------------
@@ -201,6 +247,12 @@ class JobSchema(Schema):
     )
     openai_secret = fields.Nested(SecretReferenceSchema, required=True)
     keboola_secret = fields.Nested(SecretReferenceSchema, required=True)
+    notify = fields.List(
+        fields.Nested(SecretReferenceSchema),
+        required=True,
+        attribute="notification_targets",
+        metadata={"description": "The notification targets this job tells of its outcome."},
+    )
     keboola_stack_url = fields.String(required=True, metadata=_example("https://connection.eu-central-1.keboola.com"))
     keboola_component_id = fields.String(required=True, metadata=_example("kds-team.app-custom-python"))
     keboola_configuration_id = fields.String(required=True, metadata=_example("123456"))
@@ -214,6 +266,28 @@ class JobSchema(Schema):
     updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
     completed_at = fields.DateTime(required=True, allow_none=True, metadata=_example(None))
     last_error = fields.String(required=True, allow_none=True, metadata=_example(None))
+
+
+class TargetReference(fields.Field):
+    """A notification target by id (a whole number) or by name (text)."""
+
+    default_error_messages = {"invalid": "Must be a target's id (a whole number) or its name (text)."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_ID:
+                raise self.make_error("invalid")
+            return value
+        if isinstance(value, str):
+            return Text(printable_only=True).deserialize(value)
+        raise self.make_error("invalid")
+
+
+def _notify_field(default: str) -> fields.List:
+    return fields.List(
+        TargetReference(metadata={"oneOf": [{"type": "integer"}, {"type": "string"}]}),
+        metadata=_example(["team-slack"], "Notification targets (`notification` secrets), by name or id." + default),
+    )
 
 
 _POLL_INTERVAL_HELP = "Seconds between checks, MIN_POLL_INTERVAL–MAX_POLL_INTERVAL (30–3600 unless configured)."
@@ -245,6 +319,7 @@ class JobCreateSchema(Schema):
     poll_interval_seconds = fields.Integer(
         strict=True, metadata=_example(120, _POLL_INTERVAL_HELP + " Default DEFAULT_POLL_INTERVAL.")
     )
+    notify = _notify_field(" Default: the targets DEFAULT_NOTIFY names.")
 
     @validates_schema
     def _one_of_each(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -265,6 +340,7 @@ class JobUpdateSchema(Schema):
     keboola_stack_url = Text(metadata=_example("https://connection.keboola.com", _STACK_URL_HELP))
     keboola_component_id = Text(metadata=_example("kds-team.app-custom-python"))
     keboola_configuration_id = Text(metadata=_example("654321"))
+    notify = _notify_field(" They replace the job's targets; [] removes them all.")
 
 
 class JobQuerySchema(Schema):

@@ -10,7 +10,7 @@ from flask_smorest import Page
 from api.blueprint import Blueprint
 from api.database import UnitOfWorkView, api_state, db_session
 from api.errors import documents_errors
-from api.schemas import LOCATION_HEADER, MAX_ID, SecretCreateSchema, SecretSchema
+from api.schemas import LOCATION_HEADER, MAX_ID, SecretCreateSchema, SecretEventsSchema, SecretSchema
 from teckochecker.models import Secret
 from teckochecker.services import secrets as secret_service
 
@@ -18,7 +18,8 @@ blp = Blueprint(
     "secrets",
     __name__,
     url_prefix="/api/admin/secrets",
-    description="Encrypted OpenAI keys and Keboola tokens. Values are write-only: no response contains them.",
+    description="Encrypted OpenAI keys, Keboola tokens, OpenAI webhook signing secrets and notification targets "
+    "(Apprise URLs). Values are write-only: no response contains them.",
 )
 
 
@@ -41,15 +42,21 @@ class Secrets(UnitOfWorkView):
         409 when the name is taken; 503 when the server has no SECRET_KEY.
         """
         secret = secret_service.add_secret(
-            db_session(), api_state().vault, name=data["name"], type=data["type"], value=data["value"]
+            db_session(),
+            api_state().vault,
+            name=data["name"],
+            type=data["type"],
+            value=data["value"],
+            events=data.get("events"),
         )
         return secret, 201, {"Location": url_for("secrets.SecretById", secret_id=secret.id)}
 
 
-@blp.route(
-    f"/<int(min=1, max={MAX_ID}):secret_id>",
-    parameters=[{"in": "path", "name": "secret_id", "description": "The secret's id.", "example": 1}],
-)
+SECRET_PATH = f"/<int(min=1, max={MAX_ID}):secret_id>"
+SECRET_ID_PARAMETER = [{"in": "path", "name": "secret_id", "description": "The secret's id.", "example": 1}]
+
+
+@blp.route(SECRET_PATH, parameters=SECRET_ID_PARAMETER)
 class SecretById(UnitOfWorkView):
     @blp.response(200, SecretSchema)
     @documents_errors(blp, 401, 404)
@@ -66,3 +73,18 @@ class SecretById(UnitOfWorkView):
         """
         session = db_session()
         secret_service.delete_secret(session, secret_service.get_secret(session, secret_id))
+
+
+@blp.route(f"{SECRET_PATH}/events", parameters=SECRET_ID_PARAMETER)
+class SecretEvents(UnitOfWorkView):
+    @blp.arguments(SecretEventsSchema, example={"events": ["failed", "stalled"]})
+    @blp.response(200, SecretSchema)
+    @documents_errors(blp, 401, 404, 422)
+    def put(self, data: dict[str, Any], secret_id: int) -> Secret:
+        """Choose which events a notification target hears of
+
+        `["all"]` for every event. 422 for a secret that is not a notification target.
+        """
+        session = db_session()
+        secret = secret_service.get_secret(session, secret_id)
+        return secret_service.set_notification_events(session, secret, data["events"])

@@ -30,6 +30,7 @@ from teckochecker.engine.scheduling import (
 )
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
+from worker.notification_beat import NotificationBeat
 from worker.runtime import Runtime
 from worker.tasks import EngineTask, send_check, send_trigger
 
@@ -60,6 +61,7 @@ class DispatchScheduler(Scheduler):
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
+        self._notifications = NotificationBeat()
 
     @property
     def runtime(self) -> Runtime:
@@ -73,6 +75,7 @@ class DispatchScheduler(Scheduler):
             self._next_dispatch = time.monotonic() + (0.0 if more_due else DISPATCH_EVERY_SECONDS)
         self._log_summary()
         self._count_jobs()
+        self._notifications.tick(self.app, self.runtime)
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
     def _room_in_queues(self) -> dict[str, int]:

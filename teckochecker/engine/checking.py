@@ -44,6 +44,7 @@ _JOB_STATE = (
     _jobs.c.status,
     _jobs.c.last_error,
     _jobs.c.last_check_at,
+    _jobs.c.last_success_at,
     _jobs.c.next_check_at,
     *leases.COLUMNS,
 )
@@ -128,6 +129,7 @@ class _HeldJob:
     status: str
     last_error: str | None
     last_check_at: datetime | None
+    last_success_at: datetime | None
     next_check_at: datetime | None
     lease_token: str | None
     lease_until: datetime | None
@@ -315,6 +317,7 @@ def _conclude(
             _record_failure(job, f"OpenAI refused the check: {failure}")
         leases.release(job)
         return CheckOutcome(ran=True, outcome=Outcome.REFUSED)
+    job.last_success_at = now
     if job.last_error is not None:
         job.record("recovered", "Checks succeed again")
         job.last_error = None
