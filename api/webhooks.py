@@ -63,9 +63,11 @@ class OpenAIWebhook(UnitOfWorkView):
             return error_response(404, _NOT_FOUND)
         if request.content_length is not None and request.content_length > webhooks.MAX_BODY_BYTES:
             return error_response(413, _TOO_LARGE)
-        # Enforced while reading too, for a chunked body: werkzeug answers 413 past the limit.
-        request.max_content_length = webhooks.MAX_BODY_BYTES
+        # A chunked body has no Content-Length: read at most one byte more than the limit, and refuse if it came.
+        request.max_content_length = webhooks.MAX_BODY_BYTES + 1
         body = request.get_data(cache=False)
+        if len(body) > webhooks.MAX_BODY_BYTES:
+            return error_response(413, _TOO_LARGE)
         try:
             receipt = webhooks.receive(session, api_state().vault, body, request.headers, now=utcnow())
         except webhooks.WebhookRefused as refusal:
