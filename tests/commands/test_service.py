@@ -212,3 +212,5 @@ def test_the_demo_runs_and_passes(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert 'batch_ids_failed = ["batch_demo_broken"]' in completed.stdout
     assert "Demo finished" in completed.stdout
+    # The simulator's webhooks reached the demo's API: the job reacted without waiting for its 30 s poll.
+    assert "s after the last batch finished" in completed.stdout
