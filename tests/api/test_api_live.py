@@ -152,4 +152,4 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_spec(
         timeout=180,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-8000:] + completed.stderr[-2000:]
-    assert "14 selected / 14 total" in completed.stdout
+    assert "16 selected / 16 total" in completed.stdout
