@@ -18,21 +18,27 @@ from aiosmtpd.controller import Controller
 
 @dataclass
 class JsonReceiver:
-    """Records every POST; the path's first `fail_first[path]` requests are answered 500."""
+    """Records every POST; the path's first `fail_first[path]` requests are answered 500.
+
+    `url` gives the receiver as an Apprise json:// URL; `http_url` as the plain address (for webhooks)."""
 
     port: int = 0
     fail_first: dict[str, int] = field(default_factory=dict)
-    received: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # (path, status, payload)
+    # (path, status, payload, headers), in arrival order
+    received: list[tuple[str, int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.port}{path}"
 
+    def http_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def delivered(self, path: str) -> list[dict[str, Any]]:
         """The payloads answered 200 on `path`."""
-        return [payload for where, status, payload in list(self.received) if where == path and status == 200]
+        return [payload for where, status, payload, _ in list(self.received) if where == path and status == 200]
 
     def attempts(self, path: str) -> int:
-        return sum(1 for where, _, _ in list(self.received) if where == path)
+        return sum(1 for where, *_ in list(self.received) if where == path)
 
 
 @contextmanager
@@ -49,7 +55,7 @@ def json_receiver(**fail_first: int) -> Iterator[JsonReceiver]:
                 status = 500 if failing else 200
                 if failing:
                     receiver.fail_first[self.path] = failing - 1
-                receiver.received.append((self.path, status, json.loads(body or b"{}")))
+                receiver.received.append((self.path, status, json.loads(body or b"{}"), dict(self.headers.items())))
             self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
