@@ -1,6 +1,6 @@
 """Beat's notification duties, every few seconds beside the dispatch of checks: send each target's pending
 notifications (one task per target, on its own queue), raise and clear "no successful check" alerts, record
-attempts a worker stopped in the middle of, and forget old outbox rows."""
+attempts a worker stopped in the middle of, and forget old outbox rows and webhook ids."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from teckochecker.db import session_scope, utcnow
 from teckochecker.notifications import outbox, sending, stalls
+from teckochecker.services.webhooks import forget_old_deliveries
 from worker.notification_tasks import send_notification_task
 from worker.runtime import Runtime
 
@@ -36,7 +37,7 @@ class NotificationBeat:
             self._guarded("send notifications", self._send, runtime, app)
         if moment >= self._next_purge:
             self._next_purge = moment + PURGE_EVERY_SECONDS
-            self._guarded("forget old notifications", self._purge, runtime)
+            self._guarded("forget old notifications and webhook ids", self._purge, runtime)
 
     @staticmethod
     def _guarded(what: str, step: Any, *args: Any) -> None:
@@ -73,3 +74,4 @@ class NotificationBeat:
     def _purge(runtime: Runtime) -> None:
         with session_scope(runtime.sessions) as session:
             outbox.purge_finished(session, now=utcnow())
+            forget_old_deliveries(session, utcnow())

@@ -17,7 +17,8 @@ from teckochecker.db import utcnow
 from teckochecker.models import PollingJob, WebhookDelivery
 from teckochecker.services.jobs import JobDraft, create_job, pause_job
 from teckochecker.services.secrets import add_secret
-from teckochecker.services.webhooks import MAX_BODY_BYTES
+from teckochecker.services.webhooks import MAX_BODY_BYTES, forget_old_deliveries
+from teckochecker.services.webhooks import status as webhook_status
 from teckochecker.vault import Vault
 from tests.webhook_signing import batch_event, new_signing_secret, signed
 
@@ -182,3 +183,16 @@ def test_fifty_concurrent_deliveries_of_one_event_act_once(
     assert outcomes.count("200 marked_due") == 1
     assert _deliveries(session) == 1
     assert _next_check(session, job) <= utcnow()
+
+
+def test_ids_are_forgotten_after_a_day_but_the_newest_stays_for_webhook_info(
+    anonymous: FlaskClient, session: Session, signing_secret: str
+) -> None:
+    for batch in ("batch_old", "batch_new"):
+        assert _post(anonymous, signed(signing_secret, batch_event(batch))).status_code == 200
+    session.expire_all()
+    newest = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.received_at.desc())).first()
+    assert forget_old_deliveries(session, utcnow()) == 0
+    assert forget_old_deliveries(session, utcnow() + timedelta(hours=25)) == 1
+    assert session.scalars(select(WebhookDelivery.webhook_id)).all() == [newest.webhook_id]
+    assert webhook_status(session).last_received_at == newest.received_at
