@@ -14,7 +14,7 @@ PostgreSQL database, a Redis db, the simulator, one beat and W workers):
    simulator's webhooks at the API (without: nothing, the jobs poll);
 4. waits until the F jobs have their Keboola job, and reports, per job, the Keboola job's creation time in
    the simulator minus T (p50, p99 and max), and the same for the check that saw the batch ended (the
-   job's `triggering` event): the difference is the trigger path.
+   job's `triggering` event) and, with webhooks, for the API's 2xx answer to each webhook.
 
 T is exact up to the control API's round trip (a millisecond or two): each finishing batch is created with a
 timeline whose terminal step is at T.
@@ -43,6 +43,12 @@ from teckochecker.services.secrets import add_secret
 from teckochecker.vault import Vault
 
 MODES = ("webhooks", "polling")
+# What is measured from the batch's end, in the order it happens.
+STAGES = {
+    "delivered": "the webhook's 2xx answer",
+    "checked": "the check that saw it",
+    "started": "the Keboola job's start",
+}
 # Time to create the finishing batches, start the engine and insert the jobs before the first slot.
 SETUP_BUDGET_SECONDS = 45.0
 
@@ -117,6 +123,16 @@ def _checked(bench: Installation, finish_at: float) -> list[float]:
         return sorted(moment.timestamp() - finish_at for moment in connection.execute(query).scalars())
 
 
+def _delivered(bench: Installation, finish_at: float) -> list[float]:
+    """Seconds from T to each webhook's first 2xx answer from the API (webhooks mode)."""
+    answered = []
+    for delivery in bench.control().webhooks()["deliveries"]:
+        times = [attempt["at"] for attempt in delivery["attempts"] if 200 <= attempt.get("status", 0) < 300]
+        if times:
+            answered.append(times[0] - finish_at)
+    return sorted(answered)
+
+
 def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
     bench = Installation(args)
     try:
@@ -140,8 +156,9 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             "mode": mode,
             "started": _summary(_reactions(bench, finish_at)),
             "checked": _summary(_checked(bench, finish_at)),
+            "delivered": _summary(_delivered(bench, finish_at)),
         }
-        for what in ("checked", "started"):
+        for what in STAGES:
             figures = result[what]
             bench.log(
                 f"{mode}: {figures['count']} jobs {what}; from the batch's end p50 {figures['p50']:.2f} s, "
@@ -168,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| mode | from the batch's end to | jobs | p50 | p99 | max |")
     print("| --- | --- | --- | --- | --- | --- |")
     for result in results:
-        for what, label in (("checked", "the check that saw it"), ("started", "the Keboola job's start")):
+        for what, label in STAGES.items():
             figures = result[what]
+            if not figures["count"]:
+                continue
             print(f"| {result['mode']} | {label} | {figures['count']} | {figures['p50']:.2f} s | "
                   f"{figures['p99']:.2f} s | {figures['max']:.2f} s |")  # fmt: skip
     if args.json:
