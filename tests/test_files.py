@@ -28,3 +28,27 @@ def test_existing_open_files_are_tightened_and_keep_their_content(tmp_path: Path
 
     assert _mode(private_file(log)) == 0o600 and log.read_text() == "earlier lines\n"
     assert _mode(private_folder(tmp_path / "broker")) == 0o700
+
+
+def test_tightening_a_database_in_use_keeps_sqlites_locks(tmp_path: Path) -> None:
+    # Closing any descriptor of a file drops the process's POSIX locks on it, SQLite's included.
+    import sqlite3
+
+    database = tmp_path / "teckochecker.db"
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    os.chmod(database, 0o644)
+
+    private_file(database)
+
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        raise AssertionError("the holder's write lock was lost")
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+    finally:
+        other.close()
+        holder.close()
+    assert _mode(database) == 0o600
