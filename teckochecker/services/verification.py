@@ -16,8 +16,11 @@ from teckochecker.clients.errors import PermanentError, ServiceError, TransientE
 from teckochecker.clients.http import redact
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
+from teckochecker.config import Settings
 from teckochecker.errors import ValidationError
 from teckochecker.models import PollingJob, Secret, SecretType
+from teckochecker.services.validation import validate_stack_url
+from teckochecker.vault import Vault
 
 VERIFY_CONNECT_TIMEOUT = 5.0
 VERIFY_READ_TIMEOUT = 15.0
@@ -101,6 +104,8 @@ def _failure(exc: ServiceError, secret: str, *, where: str) -> VerificationResul
 
 
 DEFAULT_KEBOOLA_STACK = "https://connection.keboola.com"
+# Secrets that belong to one service URL, so a verification may name it (a Keboola token: its stack).
+STACK_BOUND_TYPES = frozenset({SecretType.KEBOOLA})
 
 
 def default_stack_for(session: Session, secret: Secret) -> str:
@@ -112,3 +117,15 @@ def default_stack_for(session: Session, secret: Secret) -> str:
         .limit(1)
     )
     return stack or DEFAULT_KEBOOLA_STACK
+
+
+def verify_stored_secret(
+    session: Session, vault: Vault, settings: Settings, secret: Secret, *, stack: str | None = None
+) -> VerificationResult:
+    """Verify a stored secret: a Keboola token on `stack` (validated like a job's stack URL), else the stack of a
+    job using it, else the US stack. The plaintext lives only for the call."""
+    stack_url = None
+    if secret.type in STACK_BOUND_TYPES:
+        stack_url = validate_stack_url("stack", stack or default_stack_for(session, secret), settings)
+    value = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
+    return verify_secret(secret.type, value, openai_base_url=settings.openai_base_url, stack_url=stack_url)
