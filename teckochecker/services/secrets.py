@@ -102,7 +102,7 @@ def usage_counts(session: Session) -> dict[int, int]:
     rows = session.execute(
         select(uses.c.secret_id, func.count(func.distinct(uses.c.job_id))).group_by(uses.c.secret_id)
     )
-    return dict(rows.tuples().all())
+    return {secret_id: count for secret_id, count in rows}
 
 
 def delete_secret(session: Session, secret: Secret) -> None:
