@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import webbrowser
 from pathlib import Path
 
 import click
@@ -50,8 +52,21 @@ def _run(command: list[str], workdir: Path, environment: dict[str, str]) -> None
         raise click.ClickException(f"`{' '.join(command[2:])}` failed:\n{completed.stdout}{completed.stderr}")
 
 
+def _keep_running_until_interrupted(job_page: str) -> None:
+    click.echo(f"\nThe service keeps running so you can explore the dashboard ({job_page}). Press Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("")
+
+
 @click.command("demo")
-def demo() -> None:
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard's page of the demo job in a browser.")
+@click.option(
+    "--keep-running", is_flag=True, help="Keep the service and dashboard running after the job ends, until Ctrl-C."
+)
+def demo(open_browser: bool, keep_running: bool) -> None:
     """Run a complete demo against a local simulator: no keys, no configuration, about a minute."""
     with tempfile.TemporaryDirectory(prefix="teckochecker-demo-") as folder, start_simulator() as simulator:
         workdir = Path(folder)
@@ -61,12 +76,13 @@ def demo() -> None:
         control.configure(job_duration=5)
 
         port = _free_port()
+        api_token = secrets.token_urlsafe(24)
         # The demo's own settings: nothing from the user's environment or .env leaks in.
         environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS}
         environment.update(
             DATABASE_URL=f"sqlite:///{workdir / 'demo.db'}",
             SECRET_KEY=generate_key(),
-            API_TOKEN=secrets.token_urlsafe(24),
+            API_TOKEN=api_token,
             API_HOST="127.0.0.1",
             API_PORT=str(port),
             MIN_POLL_INTERVAL="1",
@@ -84,6 +100,7 @@ def demo() -> None:
             _run([*cli, "start", "--daemon"], workdir, environment)
             started = True
             success(f"Service started (embedded mode): API on http://127.0.0.1:{port}, a worker and beat")
+            click.echo(f"  Dashboard: http://127.0.0.1:{port}/  (sign in with the demo's API token: {api_token})")
             _run([*cli, "secret", "add", "--name", "demo-openai", "--type", "openai", "--value", DEMO_OPENAI_KEY],
                  workdir, environment)  # fmt: skip
             _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
@@ -102,8 +119,13 @@ def demo() -> None:
                  "--config-id", "demo-config", "--poll-interval", "3"],
                 workdir, environment,
             )  # fmt: skip
-            success("Job 1 created: checks every 3 seconds\n")
+            job_page = f"http://127.0.0.1:{port}/jobs/1"
+            success(f"Job 1 created: checks every 3 seconds. Watch it live in the dashboard: {job_page}\n")
+            if open_browser:
+                webbrowser.open(job_page)
             job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
+            if keep_running:
+                _keep_running_until_interrupted(job_page)
         finally:
             if started:
                 subprocess.run([*cli, "stop"], cwd=workdir, env=environment, capture_output=True)
