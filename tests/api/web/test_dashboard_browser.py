@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -24,7 +24,11 @@ PAGES = ("/", "/jobs", "/jobs/new", "/secrets", "/keboola-setup", "/jobs/1", "/s
 
 
 def wait_for(driver: WebDriver, condition: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda _driver: condition(), what)
+    # A page or the live fragment may be replaced while the condition reads it: read again at the next poll.
+    transient = (StaleElementReferenceException, NoSuchElementException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=transient).until(
+        lambda _driver: condition(), what
+    )
 
 
 def text_of(driver: WebDriver, selector: str) -> str:
