@@ -6,20 +6,37 @@ A little plain JavaScript (static/app.js) refreshes the job page's live fragment
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, render_template
+import logging
+
+from flask import Blueprint, Flask, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
 from api.web import auth, formatting, jobs, overview, secrets, setup
 from api.web.security import add_security_headers
 from teckochecker.config import Settings
-from teckochecker.errors import NotFoundError
+from teckochecker.errors import ConfigError, NotFoundError, TeckoError, VaultError
+
+logger = logging.getLogger(__name__)
 
 STATIC_URL_PATH = "/assets"  # `/static` is the Flask app's own
 
 
 def _not_found(error: NotFoundError) -> tuple[str, int]:
     return render_template("error.html", title="Not found", message=str(error)), 404
+
+
+def _refused(error: TeckoError) -> tuple[str, int]:
+    # A set-up problem (no SECRET_KEY) is the server's; anything else the request's. Messages hold no secret.
+    status = 503 if isinstance(error, ConfigError | VaultError) else 400
+    return render_template("error.html", title="Not possible", message=str(error)), status
+
+
+def _unexpected(error: Exception) -> tuple[str, int]:
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return render_template("error.html", title="Something went wrong", message=(
+        "An unexpected error occurred. It has been logged; try again, or see the server log."
+    )), 500  # fmt: skip
 
 
 def _csrf_refused(error: CSRFError) -> tuple[str, int]:
@@ -43,6 +60,8 @@ def _dashboard_blueprint() -> Blueprint:
     web.register_error_handler(NotFoundError, _not_found)
     web.register_error_handler(CSRFError, _csrf_refused)
     web.register_error_handler(HTTPException, _http_error)
+    web.register_error_handler(TeckoError, _refused)
+    web.register_error_handler(Exception, _unexpected)
     for child in (auth.blp, overview.blp, jobs.blp, secrets.blp, setup.blp):
         web.register_blueprint(child)
     return web

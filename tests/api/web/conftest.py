@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,10 +20,13 @@ from flask.testing import FlaskClient
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from teckochecker.config import Settings
+from teckochecker.schema import upgrade_to_head
 from teckochecker.simulator import RunningSimulator
 from teckochecker.vault import generate_key
 from tests.api.conftest import TOKEN, free_port
 from tests.conftest import REPO_ROOT, _throwaway_postgres_database, redis_test_url, wait_for_http
+from tests.worker.conftest import Engine
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -76,20 +78,22 @@ def post_form(client: FlaskClient, page: str, action: str, data: dict[str, str] 
 
 @dataclass
 class Installation:
-    """API server, worker and beat as processes, against the simulator, PostgreSQL and Redis."""
+    """API server, worker and beat as processes (tests/worker's Engine starts and stops them), against the
+    simulator, PostgreSQL and Redis; and the means to call the API and the CLI as a user would."""
 
-    workdir: Path
-    environment: dict[str, str]
+    processes: Engine
     base_url: str
     api_token: str
-    simulator: RunningSimulator
-    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def simulator(self) -> RunningSimulator:
+        return self.processes.simulator
 
     def cli(self, *args: str) -> str:
         completed = subprocess.run(
             [sys.executable, str(REPO_ROOT / "cli.py"), *args],
-            cwd=self.workdir,
-            env=self.environment,
+            cwd=self.processes.workdir,
+            env=self.processes.environment,
             capture_output=True,
             text=True,
             timeout=120,
@@ -97,35 +101,9 @@ class Installation:
         assert completed.returncode == 0, completed.stdout + completed.stderr
         return completed.stdout
 
-    def start(self, name: str, *args: str) -> None:
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.processes.append(
-            subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "cli.py"), *args],
-                cwd=self.workdir,
-                env=self.environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-
     def api(self, method: str, path: str, token: str | None = None, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {token or self.api_token}"}
         return requests.request(method, self.base_url + path, headers=headers, timeout=10, **kwargs)
-
-    def logs(self) -> str:
-        return "\n".join(path.read_text(errors="replace")[-3000:] for path in self.workdir.glob("*.log"))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -137,34 +115,44 @@ def installation(
     running_simulator.control.add_api_key(OPENAI_KEY)
     running_simulator.control.add_token(KEBOOLA_TOKEN, description="dashboard tests")
     running_simulator.control.configure(job_duration=2)
-    redis_url = redis_test_url(REDIS_DB)
-    broker = redis.Redis.from_url(redis_url)
-    broker.flushdb()
     port = free_port()
     api_token = "dashboard-test-api-token-" + generate_key()[:16]
+    broker = redis.Redis.from_url(redis_test_url(REDIS_DB))
+    broker.flushdb()
     with _throwaway_postgres_database() as database_url:
+        settings = Settings(
+            database_url=database_url,
+            secret_key=generate_key(),
+            api_token=api_token,
+            redis_url=redis_test_url(REDIS_DB),
+            min_poll_interval=1,
+            retry_delay=1,
+            openai_base_url=running_simulator.openai_base_url,
+            allow_insecure_endpoints=True,
+        )
         environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
         environment.update(
-            DATABASE_URL=database_url,
-            SECRET_KEY=generate_key(),
+            DATABASE_URL=settings.database_url,
+            SECRET_KEY=settings.secret_key,
             API_TOKEN=api_token,
-            REDIS_URL=redis_url,
+            REDIS_URL=settings.redis_url,
             MIN_POLL_INTERVAL="1",
             RETRY_DELAY="1",
-            OPENAI_BASE_URL=running_simulator.openai_base_url,
+            OPENAI_BASE_URL=settings.openai_base_url,
             ALLOW_INSECURE_ENDPOINTS="true",
             PYTHONUNBUFFERED="1",
         )
-        installation = Installation(workdir, environment, f"http://127.0.0.1:{port}", api_token, running_simulator)
-        installation.cli("db", "init")
-        installation.start("api", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2")
-        installation.start("worker", "worker", "--concurrency=4", "--hostname=dashboard@%h")
-        installation.start("beat", "beat")
+        upgrade_to_head(database_url)
+        processes = Engine(workdir, environment, settings, running_simulator, broker)
+        installation = Installation(processes, f"http://127.0.0.1:{port}", api_token)
         try:
-            wait_for_http(installation.base_url + "/api/health", process=installation.processes[0])
+            api = processes.start("api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2")
+            processes.start_worker("dashboard", concurrency=4)
+            processes.start_beat()
+            wait_for_http(installation.base_url + "/api/health", process=api)
             yield installation
         finally:
-            installation.stop()
+            processes.stop_all()
             broker.flushdb()
             broker.close()
 
