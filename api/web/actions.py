@@ -9,6 +9,17 @@ from flask import Response, flash, redirect
 from api.database import db_session
 from teckochecker.errors import ConflictError, ValidationError
 
+# Notices travel in the session cookie to the next page; browsers drop cookies over 4 KB (which would sign the
+# user out), so a long message (a refusal naming many jobs) is shortened.
+NOTICE_MAX_LENGTH = 600
+
+
+def notify(message: str, category: str = "success") -> None:
+    """Show `message` on the next page, in the page (never a dialog)."""
+    if len(message) > NOTICE_MAX_LENGTH:
+        message = message[: NOTICE_MAX_LENGTH - 1] + "…"
+    flash(message, category)
+
 
 def perform(action: Callable[[], str], *, then: str) -> Response:
     """Run `action` (which returns what to tell the user) as one unit of work, then redirect to `then`.
@@ -21,9 +32,9 @@ def perform(action: Callable[[], str], *, then: str) -> Response:
         session.commit()
     except (ValidationError, ConflictError) as error:
         session.rollback()
-        flash(str(error), "error")
+        notify(str(error), "error")
     else:
-        flash(message, "success")
+        notify(message)
     return redirect(then)
 
 

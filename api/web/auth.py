@@ -16,7 +16,6 @@ from flask import (
     Flask,
     Response,
     current_app,
-    flash,
     g,
     redirect,
     render_template,
@@ -27,6 +26,7 @@ from flask import (
 from flask.sessions import SecureCookieSessionInterface
 
 from api.database import api_state, db_session
+from api.web.actions import notify
 from teckochecker.config import Settings
 from teckochecker.services.tokens import (
     OPEN_ACCESS,
@@ -146,5 +146,5 @@ def sign_in() -> Response | str | tuple[str, int]:
 @blp.route("/sign-out", methods=["POST"])
 def sign_out() -> Response:
     session.clear()
-    flash("You are signed out.", "success")
+    notify("You are signed out.")
     return redirect(url_for("web.auth.sign_in"))

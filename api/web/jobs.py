@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from api.database import api_state, db_session
 from api.jobs import export_response
-from api.web.actions import commit, perform
+from api.web.actions import commit, notify, perform
 from teckochecker.errors import ValidationError
 from teckochecker.models import FINISHED_JOB_STATUSES, JobStatus, PollingJob, SecretType
 from teckochecker.services import export
@@ -150,7 +150,7 @@ def new_job() -> Any:
 
 
 def _redirect_with_message(job: PollingJob, message: str) -> Response:
-    flash(message, "success")
+    notify(message)
     return redirect(url_for("web.jobs.job_detail", job_id=job.id))
 
 

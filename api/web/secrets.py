@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from api.database import api_state, db_session
-from api.web.actions import commit, perform
+from api.web.actions import commit, notify, perform
 from teckochecker.errors import ConflictError, ValidationError
 from teckochecker.models import SecretType
 from teckochecker.services import secrets as secret_service
@@ -56,7 +56,7 @@ def add() -> Any:
         field = error.field if isinstance(error, ValidationError) else "name"
         message = error.message if isinstance(error, ValidationError) else str(error)
         return _page(values=values, errors={field: message}, status=422)
-    flash(f"Secret '{secret.name}' added (encrypted).", "success")
+    notify(f"Secret '{secret.name}' added (encrypted).")
     return redirect(url_for("web.secrets.secret_list"))
 
 
@@ -81,9 +81,9 @@ def verify(secret_id: int) -> Response:
             session, state.vault, state.settings, secret, stack=request.form.get("stack", "").strip() or None
         )
     except ValidationError as error:
-        flash(f"Secret '{secret.name}' was not checked: {error.message}", "error")
+        notify(f"Secret '{secret.name}' was not checked: {error.message}", "error")
     else:
-        flash(f"Secret '{secret.name}' is {result.verdict}: {result.message}", "success" if result.ok else "error")
+        notify(f"Secret '{secret.name}' is {result.verdict}: {result.message}", "success" if result.ok else "error")
     return redirect(url_for("web.secrets.secret_list"))
 
 

@@ -1,10 +1,34 @@
 // TeckoChecker dashboard: the little that needs script. Every page works without it.
 // - [data-live-url]: re-fetch this fragment every 2 s and swap it in (no full reload) while the job runs.
+// - time[data-relative]: keep "in 42 s" / "3 min ago" true while the page stays open (as api/web/formatting.py
+//   writes it on the server; the UTC time is in the title).
 // - [data-copy]: copy the text of the element with that id.
 // No eval, no inline handlers: the Content-Security-Policy allows scripts from this origin only.
 (function () {
   "use strict";
   var LIVE_INTERVAL_MS = 2000;
+  var UNITS = [[86400, "d"], [3600, "h"], [60, "min"], [1, "s"]];
+
+  function relativeText(iso) {
+    var seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    if (isNaN(seconds)) { return null; }
+    if (seconds === 0) { return "now"; }
+    var distance = Math.abs(seconds);
+    for (var index = 0; index < UNITS.length; index++) {
+      if (distance >= UNITS[index][0]) {
+        var text = Math.floor(distance / UNITS[index][0]) + " " + UNITS[index][1];
+        return seconds > 0 ? "in " + text : text + " ago";
+      }
+    }
+    return null;
+  }
+
+  function refreshRelativeTimes() {
+    document.querySelectorAll("time[data-relative]").forEach(function (element) {
+      var text = relativeText(element.getAttribute("datetime"));
+      if (text !== null && element.textContent !== text) { element.textContent = text; }
+    });
+  }
 
   function userIsBusyIn(element) {
     // Never replace what someone is using: an open confirmation, or a focused control inside the fragment.
@@ -66,6 +90,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    window.setInterval(refreshRelativeTimes, 1000);
     document.querySelectorAll("[data-live-url]").forEach(scheduleLive);
     document.querySelectorAll("[data-copy]").forEach(function (button) {
       button.addEventListener("click", function () { copyFrom(button); });

@@ -3,6 +3,7 @@ and beat processes, PostgreSQL, Redis, and the OpenAI/Keboola simulator."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -225,6 +226,16 @@ def test_every_page_carries_the_security_headers(browser: WebDriver, installatio
         assert "script-src 'self'" in headers["csp"] and "frame-ancestors 'none'" in headers["csp"], path
         assert "unsafe-inline" not in headers["csp"] and "unsafe-eval" not in headers["csp"], path
         assert headers["nosniff"] == "nosniff" and headers["referrer"] == "same-origin", path
+
+
+def test_relative_times_stay_true_while_a_page_is_open(browser: WebDriver, installation: Installation) -> None:
+    driver = browser
+    driver.get(installation.base_url + "/jobs?q=Journey")
+    last_check = driver.find_element(By.CSS_SELECTOR, ".jobs-table td[data-label='Last check'] time")
+    first = last_check.text
+    wait_for(driver, lambda: last_check.text != first, timeout=5, what="the relative time to tick")
+    assert re.fullmatch(r"\d+ (s|min) ago", last_check.text), last_check.text
+    assert last_check.get_attribute("title").endswith(" UTC")
 
 
 def test_layout_screenshots_at_phone_and_desktop_widths(

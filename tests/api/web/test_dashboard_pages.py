@@ -8,12 +8,14 @@ import csv
 import io
 import json
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from api.web.auth import SESSION_COOKIE_NAME, session_signing_key
+from api.web.formatting import relative_text, utc_text
 from teckochecker.config import Settings
 from teckochecker.db import make_engine, make_session_factory, session_scope
 from teckochecker.services.tokens import create_token, revoke_token
@@ -293,3 +295,29 @@ def test_sign_in_only_returns_to_this_site(app: Flask, path: str) -> None:
     page = client.get(path)
     response = client.post(path, data={"csrf_token": csrf_token_in(page.text), "token": TOKEN})
     assert response.headers["Location"] == "/"
+
+
+def test_a_long_refusal_is_shortened_so_the_session_cookie_survives(dashboard, client, guide_secrets) -> None:
+    for index in range(12):
+        client.post("/api/jobs", json={**GUIDE_JOB, "name": f"{index:02} " + "long name " * 24})
+    post_form(dashboard, "/secrets", "/secrets/1/delete")
+    page = dashboard.get("/secrets")
+    assert page.status_code == 200 and "is used by 12 job(s)" in page.text and "…</p>" in page.text
+    assert dashboard.get("/jobs").status_code == 200  # still signed in
+
+
+@pytest.mark.parametrize(
+    ("offset_seconds", "text"),
+    [
+        (0, "now"),
+        (42, "in 42 s"),
+        (-59, "59 s ago"),
+        (61, "in 1 min"),
+        (-3 * 3600 - 5, "3 h ago"),
+        (2 * 86400, "in 2 d"),
+    ],
+)
+def test_times_read_relative_with_the_utc_time_beside(offset_seconds: int, text: str) -> None:
+    now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    assert relative_text(now + timedelta(seconds=offset_seconds), now=now) == text
+    assert utc_text(now) == "2026-12-01 12:00:00 UTC" and relative_text(None) == utc_text(None) == "—"
