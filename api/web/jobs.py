@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 
 from api.database import api_state, db_session
 from api.jobs import export_response
+from api.schemas import MAX_ID
 from api.web.actions import commit, notify, perform
 from teckochecker.errors import ValidationError
 from teckochecker.models import FINISHED_JOB_STATUSES, JobStatus, PollingJob, SecretType
@@ -21,6 +22,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/jobs")
 PAGE_SIZE = 50
 TIMELINE_LENGTH = 50
 SEARCH_MAX_LENGTH = 255
+JOB_ID = f"<int(min=1, max={MAX_ID}):job_id>"
 ORDER_LABELS = {
     job_service.JobOrder.CREATED_DESC: "Newest first",
     job_service.JobOrder.CREATED: "Oldest first",
@@ -55,9 +57,15 @@ def _filters() -> tuple[dict[str, Any], list[str]]:
     return {"status": status, "search": search or None, "order": order}, problems
 
 
+def _whole_number(raw: str) -> int | None:
+    """A plain decimal number as typed in a form or URL ("²" and "١" are digits to Python, not to us)."""
+    raw = raw.strip()
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
 def _page_number() -> int:
-    value = request.args.get("page", "1")
-    return int(value) if value.isdigit() and 0 < int(value) < 10**6 else 1
+    page = _whole_number(request.args.get("page", "1")) or 1
+    return page if page < 10**6 else 1
 
 
 @blp.route("")
@@ -110,17 +118,19 @@ def _job_form(template: str, *, values: dict[str, Any], errors: dict[str, str], 
 
 
 def _interval(raw: str) -> int | None:
-    raw = raw.strip()
-    if not raw:
+    if not raw.strip():
         return None
-    if not raw.isdigit():
-        raise ValidationError("poll_interval_seconds", f"must be a whole number of seconds, got {raw!r}")
-    return int(raw)
+    interval = _whole_number(raw)
+    if interval is None:
+        raise ValidationError("poll_interval_seconds", f"must be a whole number of seconds, got {raw.strip()!r}")
+    return interval
 
 
 def _secret_id(field: str) -> int | str:
     raw = request.form.get(field, "")
-    return int(raw) if raw.isdigit() else raw
+    number = _whole_number(raw)
+    # An id no row can have is looked up as a name, which reports "does not exist" like any unknown secret.
+    return number if number is not None and number <= MAX_ID else raw
 
 
 @blp.route("/new", methods=["GET", "POST"])
@@ -166,13 +176,13 @@ def _detail_context(job: PollingJob) -> dict[str, Any]:
     }
 
 
-@blp.route("/<int:job_id>")
+@blp.route(f"/{JOB_ID}")
 def job_detail(job_id: int) -> str:
     job = job_service.get_job(db_session(), job_id)
     return render_template("jobs/detail.html", **_detail_context(job))
 
 
-@blp.route("/<int:job_id>/live")
+@blp.route(f"/{JOB_ID}/live")
 def job_live(job_id: int) -> str:
     """The part of the job page that changes, polled by app.js every 2 seconds while the job runs."""
     job = job_service.get_job(db_session(), job_id)
@@ -188,27 +198,27 @@ def _job_action(job_id: int, change: Any, message: str, *, then: str | None = No
     return perform(action, then=then or url_for("web.jobs.job_detail", job_id=job_id))
 
 
-@blp.route("/<int:job_id>/pause", methods=["POST"])
+@blp.route(f"/{JOB_ID}/pause", methods=["POST"])
 def pause(job_id: int) -> Response:
     return _job_action(job_id, job_service.pause_job, "Job '{name}' paused.")
 
 
-@blp.route("/<int:job_id>/resume", methods=["POST"])
+@blp.route(f"/{JOB_ID}/resume", methods=["POST"])
 def resume(job_id: int) -> Response:
     return _job_action(job_id, job_service.resume_job, "Job '{name}' resumed; it is checked at once.")
 
 
-@blp.route("/<int:job_id>/retry", methods=["POST"])
+@blp.route(f"/{JOB_ID}/retry", methods=["POST"])
 def retry(job_id: int) -> Response:
     return _job_action(job_id, job_service.retry_job, "Job '{name}' will start its Keboola job again.")
 
 
-@blp.route("/<int:job_id>/check", methods=["POST"])
+@blp.route(f"/{JOB_ID}/check", methods=["POST"])
 def check(job_id: int) -> Response:
     return _job_action(job_id, job_service.check_now, "Job '{name}' will be checked within a few seconds.")
 
 
-@blp.route("/<int:job_id>/delete", methods=["POST"])
+@blp.route(f"/{JOB_ID}/delete", methods=["POST"])
 def delete(job_id: int) -> Response:
     def delete_and_name(session: Any, job: PollingJob) -> PollingJob:
         job_service.delete_job(session, job)
@@ -217,7 +227,7 @@ def delete(job_id: int) -> Response:
     return _job_action(job_id, delete_and_name, "Job '{name}' deleted.", then=url_for("web.jobs.job_list"))
 
 
-@blp.route("/<int:job_id>/edit", methods=["GET", "POST"])
+@blp.route(f"/{JOB_ID}/edit", methods=["GET", "POST"])
 def edit(job_id: int) -> Any:
     session = db_session()
     job = job_service.get_job(session, job_id)

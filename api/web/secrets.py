@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 
 from api.database import api_state, db_session
+from api.schemas import MAX_ID
 from api.web.actions import commit, notify, perform
 from teckochecker.errors import ConflictError, ValidationError
 from teckochecker.models import SecretType
@@ -60,7 +61,7 @@ def add() -> Any:
     return redirect(url_for("web.secrets.secret_list"))
 
 
-@blp.route("/<int:secret_id>/value", methods=["POST"])
+@blp.route(f"/<int(min=1, max={MAX_ID}):secret_id>/value", methods=["POST"])
 def rotate(secret_id: int) -> Response:
     def action() -> str:
         session = db_session()
@@ -71,7 +72,7 @@ def rotate(secret_id: int) -> Response:
     return perform(action, then=url_for("web.secrets.secret_list"))
 
 
-@blp.route("/<int:secret_id>/verify", methods=["POST"])
+@blp.route(f"/<int(min=1, max={MAX_ID}):secret_id>/verify", methods=["POST"])
 def verify(secret_id: int) -> Response:
     session = db_session()
     secret = secret_service.get_secret(session, secret_id)
@@ -87,7 +88,7 @@ def verify(secret_id: int) -> Response:
     return redirect(url_for("web.secrets.secret_list"))
 
 
-@blp.route("/<int:secret_id>/delete", methods=["POST"])
+@blp.route(f"/<int(min=1, max={MAX_ID}):secret_id>/delete", methods=["POST"])
 def delete(secret_id: int) -> Response:
     def action() -> str:
         session = db_session()

@@ -321,3 +321,18 @@ def test_times_read_relative_with_the_utc_time_beside(offset_seconds: int, text:
     now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
     assert relative_text(now + timedelta(seconds=offset_seconds), now=now) == text
     assert utc_text(now) == "2026-12-01 12:00:00 UTC" and relative_text(None) == utc_text(None) == "—"
+
+
+def test_odd_numbers_in_forms_and_urls_are_refused_cleanly(dashboard: FlaskClient, guide_secrets) -> None:
+    form = {
+        "name": "Odd", "batch_ids": "batch_odd", "openai_secret": "1", "keboola_secret": "2",
+        "keboola_stack_url": GUIDE_JOB["keboola_stack_url"], "keboola_component_id": "c",
+        "keboola_configuration_id": "1", "poll_interval_seconds": "120",
+    }  # fmt: skip
+    for field, value in (("poll_interval_seconds", "²"), ("poll_interval_seconds", "-5"), ("openai_secret", "9" * 12)):
+        refused = post_form(dashboard, "/jobs/new", "/jobs/new", {**form, field: value})
+        assert refused.status_code == 422 and f'id="{field}-error"' in refused.text, (field, value)
+    assert dashboard.get("/jobs?page=²").status_code == 200
+    assert dashboard.get("/jobs?page=99999999999999").status_code == 200
+    assert dashboard.get("/jobs/99999999999").status_code == 404
+    assert dashboard.get("/jobs/0").status_code == 404
