@@ -252,6 +252,11 @@ def test_layout_screenshots_at_phone_and_desktop_widths(
             overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth;")
             assert overflow <= 0, f"{path} at {width} px is {overflow} px too wide"
             assert driver.save_screenshot(str(artifacts / f"{name}-{width}.png"))
+    driver.set_window_size(375, 900)
+    for path in ("/jobs/new", "/secrets", "/keboola-setup"):
+        driver.get(installation.base_url + path)
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth;")
+        assert overflow <= 0, f"{path} at 375 px is {overflow} px too wide"
     driver.set_window_size(1280, 900)
 
 
