@@ -12,6 +12,7 @@ from api.jobs import blp as jobs_blp
 from api.metrics import init_metrics
 from api.secrets import blp as secrets_blp
 from api.stats import blp as stats_blp
+from api.web import init_dashboard
 from teckochecker.config import Settings
 
 API_TITLE = "TeckoChecker API"
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Flask:
     init_metrics(app)
     app.before_request(cors.answer_preflight)
     app.before_request(guards.require_bearer_token)
+    app.before_request(guards.require_write_role)
     app.before_request(guards.require_json_body)
     app.after_request(cors.add_cors_headers)
 
@@ -61,4 +63,6 @@ def create_app(settings: Settings) -> Flask:
     register_error_handlers(app)
     for blueprint in (health_blp, stats_blp, secrets_blp, jobs_blp):
         api.register_blueprint(blueprint)
+    # The dashboard under `/`: its own session sign-in, CSRF protection and security headers (api/web).
+    init_dashboard(app, settings)
     return app

@@ -54,6 +54,15 @@ _DOCUMENTED = {
             "`Authorization: Bearer <API_TOKEN>` (API_TOKEN is set in .env).",
         },
     ),
+    403: (
+        "The token has the read role, which may only read.",
+        {
+            "code": 403,
+            "status": "Forbidden",
+            "message": "The token 'grafana' has the read role: it may only read (GET). Use a token with the write "
+            "role.",
+        },
+    ),
     404: ("Not found.", {"code": 404, "status": "Not Found", "message": "Job 42 not found"}),
     409: (
         "The request clashes with the current state.",

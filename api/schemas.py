@@ -14,6 +14,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from marshmallow.utils import missing
 
 from teckochecker.models import MAX_ID, JobStatus, SecretType
+from teckochecker.services.export import ExportFormat
+from teckochecker.services.jobs import JobOrder
+from teckochecker.services.verification import Verdict
 
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
 SEARCH_MAX_LENGTH = 255
@@ -152,6 +155,35 @@ class SecretCreateSchema(Schema):
     )
 
 
+class SecretUpdateSchema(Schema):
+    value = Text(
+        required=True,
+        load_only=True,
+        metadata=_example("sk-new...", "The new API key or token (a rotated key). Write-only."),
+    )
+
+
+class SecretVerifySchema(Schema):
+    stack = Text(
+        metadata=_example(
+            "https://connection.eu-central-1.keboola.com",
+            "For a Keboola token: the stack to check it on (default: the stack of a job using it, else "
+            "https://connection.keboola.com). Ignored for an OpenAI key.",
+        )
+    )
+
+
+class VerificationSchema(Schema):
+    verdict = fields.Enum(
+        Verdict,
+        by_value=True,
+        required=True,
+        metadata={**_example("valid"), "description": "`invalid`: the service refused it; `unreachable`: no answer."},
+    )
+    valid = fields.Boolean(required=True, metadata=_example(True))
+    message = fields.String(required=True, metadata=_example("OpenAI accepted the key: it can read batches at …"))
+
+
 class SecretSchema(Schema):
     id = fields.Integer(required=True, metadata=_example(1))
     name = fields.String(required=True, metadata=_example("openai-prod"))
@@ -272,7 +304,24 @@ class JobQuerySchema(Schema):
     q = Text(
         printable_only=True,
         validate=validate.Length(max=SEARCH_MAX_LENGTH),
-        metadata=_example("nightly", "Only jobs whose name contains this text (case-insensitive)."),
+        metadata=_example(
+            "nightly", "Only jobs whose name or one of whose batch ids contains this text (case-insensitive)."
+        ),
+    )
+    sort = fields.Enum(
+        JobOrder,
+        by_value=True,
+        load_default=JobOrder.CREATED,
+        metadata={
+            "description": "`created` (oldest first), `-created` (newest first) or `next_check` (soonest first; "
+            "jobs with no next check last)."
+        },
+    )
+
+
+class JobExportQuerySchema(JobQuerySchema):
+    format = fields.Enum(
+        ExportFormat, by_value=True, load_default=ExportFormat.CSV, metadata={"description": "`csv` or `json`."}
     )
 
 
