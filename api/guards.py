@@ -10,9 +10,9 @@ from api.database import api_state
 from api.errors import AUTHENTICATE_HEADER, error_response
 
 MAX_BODY_BYTES = 1024 * 1024
-# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc)
-# are readable without a token.
-PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs"})
+# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc and
+# their scripts) are readable without a token.
+PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "docs-assets"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 HOW_TO_AUTHENTICATE = "Send the API token as the header `Authorization: Bearer <API_TOKEN>` (API_TOKEN is set in .env)."
 
