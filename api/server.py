@@ -1,7 +1,7 @@
 """The gunicorn worker `teckochecker api` runs: gunicorn's threaded worker, hardened to face clients directly.
 
 Compose and Kubernetes publish gunicorn itself, with no proxy in front to buffer slow clients. Stock gunicorn
-lets a handful of them stop the API (docs/SECURITY.md has the figures): a sync worker is held by one connection
+lets a handful of them stop the API (docs/BENCHMARKS.md has the figures): a sync worker is held by one connection
 that sends half a request, for its whole 30 s timeout; a gthread thread is held by it for ever. This worker:
 
 - keeps a new connection in its poller, not in a thread, until the first bytes arrive (closed after the

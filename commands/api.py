@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from flask import Flask
 
 DEFAULT_WORKERS = 2
-# Each worker process serves requests on a pool of threads (the checks' I/O waits on the database and Redis),
-# with api.server.ApiWorker's limits on slow clients. Measured in docs/SECURITY.md: with 2 x 64 threads, 100
-# half-sent requests leave /api/health answering in milliseconds; sync workers stall at 2.
+# Each worker process serves requests on a pool of threads (a request mostly waits on the database), with
+# api.server.ApiWorker's limits on slow clients. Measured (docs/BENCHMARKS.md): with 2 x 64 threads, 100 clients
+# that send half a request leave /api/health answering in milliseconds; 2 such clients stalled sync workers.
 WORKER_CLASS = "api.server.ApiWorker"
 THREADS_PER_WORKER = 64
 KEEPALIVE_SECONDS = 5
