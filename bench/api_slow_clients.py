@@ -13,7 +13,8 @@ Configurations, each with 2 worker processes on a throw-away SQLite database:
 For each configuration and each count N it opens N slow connections, each sending part of a request (half
 stop inside the request line, half inside the headers; half of them then trickle one byte every 0.5 s, the
 others go quiet), or N silent connections (connected, nothing sent), waits 1 s, then asks GET /api/health up
-to three times with a 1 s timeout. It then closes them and waits until the server answers again. Throughput
+to three times with a 1 s timeout. It then closes them and waits until the server answers again. The last
+column asks 12 s into `--late` slow clients: whether the server frees what they hold while they stay open. Throughput
 is GET /api/health from `--clients` threads with keep-alive sessions for `--duration` seconds; the client
 shares the machine's cores with the server, so compare the ratio to `sync`, not the absolute figure.
 """
@@ -114,7 +115,7 @@ def slow_clients(base: str, count: int, *, silent: bool) -> Iterator[None]:
             client = socket.create_connection((host, int(port)), timeout=5)
             sockets.append(client)
             if not silent:
-                client.sendall(b"GET /api/jobs HTT" if number % 2 else b"GET /api/jobs HTTP/1.1\r\nX-Slow: ")
+                client.sendall(b"GET /api/jobs?q=" if number % 2 else b"GET /api/jobs HTTP/1.1\r\nX-Slow: ")
 
     def trickle() -> None:
         while not stop.wait(0.5):
@@ -135,10 +136,11 @@ def slow_clients(base: str, count: int, *, silent: bool) -> Iterator[None]:
             client.close()
 
 
-def survives(base: str, count: int, *, silent: bool) -> float | None:
-    """The health check's answer time with `count` slow clients open, or None if three 1 s attempts failed."""
+def survives(base: str, count: int, *, silent: bool, after: float = 1) -> float | None:
+    """The health check's answer time `after` seconds into `count` slow clients, or None if three 1 s attempts
+    failed."""
     with slow_clients(base, count, silent=silent):
-        time.sleep(1)
+        time.sleep(after)
         for _ in range(3):
             elapsed = health_within(base, HEALTH_TIMEOUT)
             if elapsed is not None:
@@ -171,6 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--counts", default="1,2,10,50,100,200")
+    parser.add_argument("--late", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--serve", choices=CONFIGS, help=argparse.SUPPRESS)
@@ -188,8 +191,9 @@ def main() -> None:
         database_url = f"sqlite:///{Path(folder) / 'bench.db'}"
         upgrade_to_head(database_url)
         os.environ["DATABASE_URL"] = database_url
-        print("| configuration | health req/s | " + " | ".join(f"{n} slow" for n in counts) + " | 200 silent |")
-        print("|---" * (len(counts) + 3) + "|")
+        columns = [f"{n} slow" for n in counts] + ["200 silent", f"{arguments.late} slow, after 12 s"]
+        print("| configuration | health req/s | " + " | ".join(columns) + " |")
+        print("|---" * (len(columns) + 2) + "|")
         for config in arguments.configs.split(","):
             with running(config, database_url) as base:
                 rate = throughput(base, arguments.clients, arguments.duration)
@@ -198,7 +202,8 @@ def main() -> None:
                     elapsed = survives(base, count, silent=False)
                     cells.append("timeout" if elapsed is None else f"{elapsed * 1000:.0f} ms")
                 silent = survives(base, 200, silent=True)
-                cells.append("timeout" if silent is None else f"{silent * 1000:.0f} ms")
+                late = survives(base, arguments.late, silent=False, after=12)
+                cells += ["timeout" if elapsed is None else f"{elapsed * 1000:.0f} ms" for elapsed in (silent, late)]
             print(f"| {config} | {rate:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 

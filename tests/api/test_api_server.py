@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from api.server import DeadlineUnreader
+from api.server import REQUEST_READ_SECONDS, DeadlineUnreader
 from tests.api.test_api_http import ERROR_KEYS
 
 # The live server needs a database of some kind; which one does not matter here.
@@ -34,7 +34,7 @@ class Slowloris:
         self.stopped = threading.Event()
         for number, client in enumerate(self.sockets):
             # Half stop inside the request line, half inside the headers.
-            client.sendall(b"GET /api/jobs HTT" if number % 2 else b"GET /api/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            client.sendall(b"GET /api/jobs?q=" if number % 2 else b"GET /api/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         self.trickler = threading.Thread(target=self._trickle, daemon=True)
         self.trickler.start()
 
@@ -76,6 +76,41 @@ def test_fifty_slow_clients_leave_the_health_check_answering(gunicorn_server: st
         assert response.status_code == 200, response.text
         return
     pytest.fail(f"/api/health did not answer within {HEALTH_TIMEOUT_SECONDS}s with {SLOW_CLIENTS} slow clients open")
+
+
+def closed_by_server(client: socket.socket) -> bool:
+    """Whether the server has closed the connection, waiting up to the socket's timeout for it to say so."""
+    try:
+        return client.recv(100) == b""  # the server's FIN, without any answer
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+@pytest.mark.slow
+@live_server_on_sqlite
+def test_a_request_that_does_not_arrive_whole_in_time_is_dropped(gunicorn_server: str) -> None:
+    """The deadline counts from the first byte: a client that goes quiet and one that keeps trickling lose their
+    connection (and the thread serving it) alike, with no answer."""
+    host, port = gunicorn_server.removeprefix("http://").split(":")
+    quiet, trickling = (socket.create_connection((host, int(port)), timeout=TRICKLE_INTERVAL_SECONDS) for _ in "ab")
+    with quiet, trickling:
+        quiet.sendall(b"GET /api/jobs?q=")
+        trickling.sendall(b"GET /api/jobs HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        started = time.monotonic()
+        closed: dict[str, float] = {}
+        while len(closed) < 2 and time.monotonic() - started < REQUEST_READ_SECONDS + 20:
+            for name, client in (("quiet", quiet), ("trickling", trickling)):
+                if name in closed:
+                    continue
+                if name == "trickling":
+                    with contextlib.suppress(OSError):
+                        client.send(b"a")
+                if closed_by_server(client):
+                    closed[name] = time.monotonic() - started
+    print(f"half-sent requests dropped after: {closed}")
+    assert set(closed) == {"quiet", "trickling"}
 
 
 def assert_json_error(response: requests.Response, code: int) -> dict:
