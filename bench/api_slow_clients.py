@@ -14,7 +14,8 @@ For each configuration and each count N it opens N slow connections, each sendin
 stop inside the request line, half inside the headers; half of them then trickle one byte every 0.5 s, the
 others go quiet), or N silent connections (connected, nothing sent), waits 1 s, then asks GET /api/health up
 to three times with a 1 s timeout. It then closes them and waits until the server answers again. The last
-column asks 12 s into `--late` slow clients: whether the server frees what they hold while they stay open. Throughput
+column asks 12 s into `--late` slow clients: whether the server frees what they hold while they stay open.
+"lingering": 20 clients send a whole request with `Connection: close`, then neither read nor close. Throughput
 is GET /api/health from `--clients` threads with keep-alive sessions for `--duration` seconds; the client
 shares the machine's cores with the server, so compare the ratio to `sync`, not the absolute figure.
 """
@@ -151,6 +152,21 @@ def survives(base: str, count: int, *, silent: bool, after: float = 1) -> float 
     return elapsed
 
 
+def answer_time_with_lingering_clients(base: str, count: int) -> float | None:
+    """The health check's answer time right after `count` clients sent a whole request with `Connection: close`
+    and then neither read the answer nor closed the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    clients = [socket.create_connection((host, int(port)), timeout=5) for _ in range(count)]
+    try:
+        for client in clients:
+            client.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.2)
+        return health_within(base, 60)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def throughput(base: str, clients: int, duration: float) -> float:
     counts = [0] * clients
     stop = time.monotonic() + duration
@@ -191,7 +207,7 @@ def main() -> None:
         database_url = f"sqlite:///{Path(folder) / 'bench.db'}"
         upgrade_to_head(database_url)
         os.environ["DATABASE_URL"] = database_url
-        columns = [f"{n} slow" for n in counts] + ["200 silent", f"{arguments.late} slow, after 12 s"]
+        columns = [f"{n} slow" for n in counts] + ["200 silent", f"{arguments.late} slow, after 12 s", "20 lingering"]
         print("| configuration | health req/s | " + " | ".join(columns) + " |")
         print("|---" * (len(columns) + 2) + "|")
         for config in arguments.configs.split(","):
@@ -203,7 +219,9 @@ def main() -> None:
                     cells.append("timeout" if elapsed is None else f"{elapsed * 1000:.0f} ms")
                 silent = survives(base, 200, silent=True)
                 late = survives(base, arguments.late, silent=False, after=12)
+                lingering = answer_time_with_lingering_clients(base, 20)
                 cells += ["timeout" if elapsed is None else f"{elapsed * 1000:.0f} ms" for elapsed in (silent, late)]
+                cells.append("timeout" if lingering is None else f"{lingering * 1000:.0f} ms")
             print(f"| {config} | {rate:.0f} | " + " | ".join(cells) + " |", flush=True)
 
 
