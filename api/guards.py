@@ -9,9 +9,9 @@ from api.errors import AUTHENTICATE_HEADER, error_response
 from teckochecker.services.tokens import OPEN_ACCESS, Principal, authenticate, authentication_required
 
 MAX_BODY_BYTES = 1024 * 1024
-# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc)
-# are readable without a token.
-PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs"})
+# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc and
+# their scripts) are readable without a token.
+PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "docs-assets"})
 # The dashboard signs people in with a session cookie of its own (api/web/auth.py), not a bearer header.
 DASHBOARD_BLUEPRINT = "web"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
