@@ -32,12 +32,20 @@ def wait_for(driver: WebDriver, condition: Callable[[], Any], timeout: float = 3
     )
 
 
+# Read in one script run, so a live refresh or a navigation cannot replace an element between finding it and
+# reading it (Chromium then answers with an inspector error rather than a stale-element one).
+_TEXTS = "return Array.from(document.querySelectorAll(arguments[0]), element => element.innerText);"
+
+
 def text_of(driver: WebDriver, selector: str) -> str:
-    return driver.find_element(By.CSS_SELECTOR, selector).text
+    texts = driver.execute_script(_TEXTS, selector)
+    if not texts:
+        raise NoSuchElementException(selector)
+    return texts[0]
 
 
 def notices(driver: WebDriver) -> str:
-    return " ".join(element.text for element in driver.find_elements(By.CSS_SELECTOR, ".notice"))
+    return " ".join(driver.execute_script(_TEXTS, ".notice"))
 
 
 def sign_in(driver: WebDriver, installation: Installation, token: str) -> None:
