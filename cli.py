@@ -20,6 +20,7 @@ from commands.probe import probe_group
 from commands.secret import secret_group
 from commands.service import start, status, stop
 from commands.simulate import simulate
+from commands.token import token_group
 from commands.watch import watch
 from commands.webhook import webhook_group
 from teckochecker.errors import TeckoError
@@ -77,6 +78,7 @@ for command in (
     simulate,
     demo,
     probe_group,
+    token_group,
     webhook_group,
     notify_group,
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -55,7 +56,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _private_database_file(database: str) -> Any:
     def create_private(*_: Any) -> None:
         # SQLite creates the -wal and -shm files with the mode of the database file.
-        private_file(Path(database))
+        with contextlib.suppress(OSError):
+            # A folder that does not exist, say: SQLite's own connect reports it, as a database error.
+            private_file(Path(database))
 
     return create_private
 
