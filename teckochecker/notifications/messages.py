@@ -18,8 +18,8 @@ from teckochecker.notifications.events import FAILURE_KINDS, NotificationKind
 MAX_LISTED = 20
 # A Keboola Storage API token starts with its project's id: <project>-<token id>-<random part>.
 _TOKEN_PROJECT = re.compile(r"^(\d+)-\d+-")
-# The job's page in the API (the dashboard's /jobs/<id> once there is one).
-JOB_LINK_PATH = "/api/jobs/{job_id}"
+# The job's page in the dashboard (it signs the reader in first).
+JOB_LINK_PATH = "/jobs/{job_id}"
 
 _HEADLINES = {
     NotificationKind.COMPLETED: "completed: its Keboola job succeeded",

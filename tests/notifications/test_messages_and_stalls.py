@@ -27,7 +27,7 @@ def _facts(job_id: int, **changes: object) -> JobFacts:
         "failed_batch_ids": ("batch_bad",),
         "keboola_job_id": "1000042",
         "keboola_link": "https://connection.keboola.com/admin/projects/7/queue/1000042",
-        "job_link": f"https://tc.example.com/api/jobs/{job_id}",
+        "job_link": f"https://tc.example.com/jobs/{job_id}",
         **changes,
     }
     return JobFacts(**values)  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def test_one_event_reads_as_a_sentence_with_every_fact() -> None:
         "  Batches: 3 (2 completed, 1 failed: batch_bad)",
         "  Keboola job 1000042: https://connection.keboola.com/admin/projects/7/queue/1000042",
         "  Error: Keboola job 1000042 finished with status error",
-        "  https://tc.example.com/api/jobs/5",
+        "  https://tc.example.com/jobs/5",
     ]
 
 

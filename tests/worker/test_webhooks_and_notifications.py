@@ -119,7 +119,7 @@ def test_webhooks_trigger_an_hourly_job_within_two_seconds_and_outcomes_are_noti
         keboola_id = started["fast"][0]["id"]
         # The test's Keboola token lacks a real token's <project>-<id>- shape: no link is made up.
         assert f"Keboola job {keboola_id}" in team and "/admin/projects/" not in team
-        assert f"{engine.public_url}/api/jobs/{fast}" in team
+        assert f"{engine.public_url}/jobs/{fast}" in team
         assert "Job 'Mixed' (id 2) completed with failures" in team and "1 failed: batch_broken" in team
         assert "Job 'Revoked key' (id 4) failed: a key was rejected" in team and "invalid_api_key" in team
         assert team.count("Job 'Stuck' (id 5) has had no successful check") == 1
