@@ -198,6 +198,10 @@ class WebhookReceiptSchema(Schema):
 _EVENTS_HELP = f"Events: {', '.join(NotificationKind)}; `failed` covers every failure, `all` every event."
 
 
+def _event_name() -> fields.String:
+    return fields.String(validate=validate.OneOf([*NotificationKind, "all"]))
+
+
 class SecretCreateSchema(Schema):
     name = Text(required=True, validate=NAME_LENGTH, metadata=_example("openai-prod", "Unique name, 1–255 characters."))
     type = Text(
@@ -216,13 +220,18 @@ class SecretCreateSchema(Schema):
         ),
     )
     events = fields.List(
-        Text(),
+        _event_name(),
         metadata=_example(["completed", "failed"], "A notification target's events (default: all). " + _EVENTS_HELP),
     )
 
 
 class SecretEventsSchema(Schema):
-    events = fields.List(Text(), required=True, metadata=_example(["failed", "stalled"], _EVENTS_HELP))
+    events = fields.List(
+        _event_name(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata=_example(["failed", "stalled"], _EVENTS_HELP),
+    )
 
 
 class SecretUpdateSchema(Schema):

@@ -57,14 +57,14 @@ def wanted_by(kind: NotificationKind, chosen: frozenset[NotificationKind] | None
 
 
 def parse_events(field: str, values: Iterable[str] | str | None) -> frozenset[NotificationKind] | None:
-    """`completed,failed` (or a list) as a set of kinds; None or `all` means every event."""
+    """`completed,failed` (or a list) as a set of kinds; None, or `all` among them, means every event."""
     if values is None:
         return None
     items = values.split(",") if isinstance(values, str) else list(values)
     names = [str(item).strip().lower() for item in items if str(item).strip()]
     if not names:
         raise ValidationError(field, f"name at least one event, or all; events: {', '.join(NotificationKind)}")
-    if names == ["all"]:
+    if "all" in names:
         return None
     chosen = set()
     for name in names:

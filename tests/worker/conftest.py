@@ -129,10 +129,6 @@ class Engine:
     def batch_requests(self) -> int:
         return self.simulator.control.counters()["requests"].get("GET /v1/batches/{batch_id}", 0)
 
-    def batch_requests_for(self, batch_id: str) -> int:
-        """Checks of one batch: its `batch_status` events cannot tell, the simulator's per-batch count can."""
-        return self.simulator.control.counters().get("batches", {}).get(batch_id, 0)
-
     def keboola_jobs_by_config(self) -> dict[str, list[dict]]:
         jobs: dict[str, list[dict]] = {}
         for job in self.simulator.control.keboola_jobs():
