@@ -19,6 +19,7 @@ from commands.probe import probe_group
 from commands.secret import secret_group
 from commands.service import start, status, stop
 from commands.simulate import simulate
+from commands.token import token_group
 from commands.watch import watch
 from teckochecker.errors import TeckoError
 
@@ -75,6 +76,7 @@ for command in (
     simulate,
     demo,
     probe_group,
+    token_group,
 ):
     main.add_command(command)
 

@@ -6,12 +6,15 @@ from flask import Flask
 
 from api import cors, guards
 from api.database import init_database
+from api.docs import init_docs
 from api.errors import JsonErrorsApi, register_error_handlers
 from api.health import blp as health_blp
 from api.jobs import blp as jobs_blp
 from api.metrics import init_metrics
+from api.schemas import ExactlyOneOfPlugin
 from api.secrets import blp as secrets_blp
 from api.stats import blp as stats_blp
+from api.web import init_dashboard
 from teckochecker.config import Settings
 
 API_TITLE = "TeckoChecker API"
@@ -24,8 +27,6 @@ API_DESCRIPTION = (
     "Errors share one shape: `{code, status, message, errors}`. Lists are paginated with `page` and "
     "`page_size`; the `X-Pagination` header holds the totals."
 )
-SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
-REDOC_CDN = "https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"
 
 
 def create_app(settings: Settings) -> Flask:
@@ -37,9 +38,7 @@ def create_app(settings: Settings) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
         OPENAPI_REDOC_PATH="redoc",
-        OPENAPI_REDOC_URL=REDOC_CDN,
         API_SPEC_OPTIONS={
             "info": {"description": API_DESCRIPTION},
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
@@ -48,17 +47,21 @@ def create_app(settings: Settings) -> Flask:
         MAX_CONTENT_LENGTH=guards.MAX_BODY_BYTES,
     )
     init_database(app, settings)
+    init_docs(app)
 
     # Order matters: timing starts first; a CORS preflight is answered before the token check, which runs
     # before reading a body.
     init_metrics(app)
     app.before_request(cors.answer_preflight)
     app.before_request(guards.require_bearer_token)
+    app.before_request(guards.require_write_role)
     app.before_request(guards.require_json_body)
     app.after_request(cors.add_cors_headers)
 
-    api = JsonErrorsApi(app)
+    api = JsonErrorsApi(app, spec_kwargs={"extra_plugins": [ExactlyOneOfPlugin()]})
     register_error_handlers(app)
     for blueprint in (health_blp, stats_blp, secrets_blp, jobs_blp):
         api.register_blueprint(blueprint)
+    # The dashboard under `/`: its own session sign-in, CSRF protection and security headers (api/web).
+    init_dashboard(app, settings)
     return app

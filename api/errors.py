@@ -37,11 +37,12 @@ AUTHENTICATE_HEADER = 'Bearer realm="teckochecker"'
 # How SQLite and PostgreSQL say that a table is missing (the same markers the CLI recognises).
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "undefinedtable")
 
+UNEXPECTED_ERROR = "An unexpected error occurred. It has been logged."
 _DEFAULT_MESSAGES = {
     400: "The request could not be read; see errors.",
     404: "No such resource. The endpoints are listed at /docs.",
     422: "Invalid input; errors names each field that is wrong.",
-    500: "An unexpected error occurred. It has been logged.",
+    500: UNEXPECTED_ERROR,
 }
 
 _DOCUMENTED = {
@@ -52,6 +53,15 @@ _DOCUMENTED = {
             "status": "Unauthorized",
             "message": "Authentication required. Send the API token as the header "
             "`Authorization: Bearer <API_TOKEN>` (API_TOKEN is set in .env).",
+        },
+    ),
+    403: (
+        "The token has the read role, which may only read.",
+        {
+            "code": 403,
+            "status": "Forbidden",
+            "message": "The token 'grafana' has the read role: it may only read (GET). Use a token with the write "
+            "role.",
         },
     ),
     404: ("Not found.", {"code": 404, "status": "Not Found", "message": "Job 42 not found"}),
@@ -80,13 +90,18 @@ _DOCUMENTED = {
 }
 
 
-def error_response(
-    code: int, message: str, errors: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
-) -> Response:
+def error_payload(code: int, message: str, errors: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape; also written by the gunicorn worker (api/server.py) for errors the app never sees."""
     payload: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
     if errors:
         payload["errors"] = errors
-    response = jsonify(payload)
+    return payload
+
+
+def error_response(
+    code: int, message: str, errors: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = jsonify(error_payload(code, message, errors))
     response.status_code = code
     response.headers.update(headers or {})
     return response

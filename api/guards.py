@@ -2,33 +2,45 @@
 
 from __future__ import annotations
 
-import hmac
+from flask import Response, g, request
 
-from flask import Response, request
-
-from api.database import api_state
+from api.database import api_state, db_session
 from api.errors import AUTHENTICATE_HEADER, error_response
+from teckochecker.services.tokens import OPEN_ACCESS, Principal, authenticate, authentication_required
 
 MAX_BODY_BYTES = 1024 * 1024
-# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc)
-# are readable without a token.
-PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs"})
+# The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc and
+# their scripts) are readable without a token.
+PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "docs-assets"})
+# The dashboard signs people in with a session cookie of its own (api/web/auth.py), not a bearer header.
+DASHBOARD_BLUEPRINT = "web"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HOW_TO_AUTHENTICATE = "Send the API token as the header `Authorization: Bearer <API_TOKEN>` (API_TOKEN is set in .env)."
 
 
+def current_principal() -> Principal | None:
+    """Who the request acts as, once a guard has decided."""
+    return g.get("principal")
+
+
 def require_bearer_token() -> Response | None:
-    token = api_state().settings.api_token
     if (
-        token is None  # no API_TOKEN: the API is open, and `teckochecker api` listens on loopback only
-        or request.method == "OPTIONS"  # browsers send CORS preflights without credentials
+        request.method == "OPTIONS"  # browsers send CORS preflights without credentials
         or request.routing_exception is not None  # unknown URLs answer 404/405, which reveal nothing
         or request.blueprint in PUBLIC_BLUEPRINTS
+        or DASHBOARD_BLUEPRINT in request.blueprints
     ):
         return None
+    settings = api_state().settings
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+    principal = authenticate(db_session(), settings, given) if scheme.lower() == "bearer" else None
+    if principal is None and not authentication_required(db_session(), settings):
+        # No API_TOKEN and no named token: the API is open, and `teckochecker api` listens on loopback only.
+        principal = OPEN_ACCESS
+    if principal is not None:
+        g.principal = principal
         return None
     if not header:
         return error_response(
@@ -42,6 +54,16 @@ def require_bearer_token() -> Response | None:
     )
 
 
+def require_write_role() -> Response | None:
+    """A `read` token may only read: every other method is refused before the body is read."""
+    principal = current_principal()
+    if principal is None or principal.can_write or request.method in READ_METHODS:
+        return None
+    return error_response(
+        403, f"The token '{principal.name}' has the read role: it may only read (GET). Use a token with the write role."
+    )
+
+
 def require_json_body() -> Response | None:
     """Refuse oversized bodies before reading them, and bodies that are not JSON instead of ignoring them."""
     if request.method not in BODY_METHODS:
@@ -49,6 +71,8 @@ def require_json_body() -> Response | None:
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         return error_response(413, f"The request body is larger than the limit of {MAX_BODY_BYTES} bytes.")
+    if DASHBOARD_BLUEPRINT in request.blueprints:
+        return None  # the dashboard's forms are sent as forms
     has_body = bool(length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if has_body and not request.is_json:
         return error_response(415, "Send the request body as JSON with `Content-Type: application/json`.")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
-from flask import url_for
+from flask import Response, url_for
 from flask_smorest.pagination import PaginationParameters
 
 from api.blueprint import Blueprint
@@ -16,11 +17,13 @@ from api.schemas import (
     EventQuerySchema,
     EventSchema,
     JobCreateSchema,
+    JobExportQuerySchema,
     JobQuerySchema,
     JobSchema,
     JobUpdateSchema,
 )
-from teckochecker.models import JobEvent, PollingJob
+from teckochecker.models import JobEvent, JobStatus, PollingJob
+from teckochecker.services import export
 from teckochecker.services import jobs as job_service
 from teckochecker.services.events import list_events
 
@@ -82,9 +85,10 @@ class Jobs(UnitOfWorkView):
     @blp.paginate()
     @documents_errors(blp, 401, 422)
     def get(self, query: dict[str, Any], pagination_parameters: PaginationParameters) -> list[PollingJob]:
-        """List jobs, oldest first, optionally filtered by status and name
+        """List jobs, optionally filtered by status and by text in the name or a batch id
 
-        Paginated with `page` and `page_size` (at most 100); the `X-Pagination` header holds the totals.
+        Sorted by `sort` (oldest first by default). Paginated with `page` and `page_size` (at most 100); the
+        `X-Pagination` header holds the totals.
         """
         session = db_session()
         status, search = query.get("status"), query.get("q")
@@ -97,13 +101,14 @@ class Jobs(UnitOfWorkView):
             session,
             status=status,
             search=search,
+            order=query["sort"],
             limit=pagination_parameters.page_size,
             offset=pagination_parameters.first_item,
         )
 
     @blp.arguments(JobCreateSchema, example=GUIDE_CREATE_EXAMPLE)
     @blp.response(201, JobSchema, headers=LOCATION_HEADER)
-    @documents_errors(blp, 401, 422)
+    @documents_errors(blp, 401, 403, 422)
     def post(self, data: dict[str, Any]) -> tuple[PollingJob, int, dict[str, str]]:
         """Create a polling job; it is checked at once
 
@@ -116,6 +121,55 @@ class Jobs(UnitOfWorkView):
         return job, 201, {"Location": url_for("jobs.JobById", job_id=job.id)}
 
 
+EXPORT_EXAMPLE_CSV = (
+    "id,name,status,batches_total,batches_finished,requests_total,requests_completed,requests_failed,…\r\n"
+    "1,Test job,active,1,0,1000,990,10,…\r\n"
+)
+
+
+def export_response(
+    export_format: export.ExportFormat, *, status: JobStatus | None, search: str | None, order: job_service.JobOrder
+) -> Response:
+    """The export, streamed from a session of its own: the request's session ends before the body is sent."""
+    sessions = api_state().sessions
+
+    def chunks() -> Iterator[str]:
+        # Closed when the body is complete or the client goes away (the server closes the generator).
+        with sessions() as session:
+            yield from export.render(
+                export_format, export.export_rows(session, status=status, search=search, order=order)
+            )
+
+    return Response(
+        chunks(),
+        mimetype=export_format.media_type,
+        headers={"Content-Disposition": f'attachment; filename="teckochecker-jobs.{export_format.value}"'},
+    )
+
+
+@blp.route("/export")
+class JobExport(UnitOfWorkView):
+    @blp.arguments(JobExportQuerySchema, location="query")
+    @blp.doc(
+        summary="Export the jobs of a filter as CSV or JSON",
+        description="Takes the list's `status`, `q` and `sort`. Columns: "
+        + ", ".join(f"`{column}`" for column in export.EXPORT_COLUMNS)
+        + ". In CSV, text that a spreadsheet would run as a formula starts with `'`.",
+        responses={
+            "200": {
+                "description": "Every job of the filter, one flat row each (no pagination), in the list's order.",
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}, "example": EXPORT_EXAMPLE_CSV},
+                    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                },
+            }
+        },
+    )
+    @documents_errors(blp, 401, 422)
+    def get(self, query: dict[str, Any]) -> Response:
+        return export_response(query["format"], status=query.get("status"), search=query.get("q"), order=query["sort"])
+
+
 @blp.route(JOB_PATH, parameters=JOB_ID_PARAMETER)
 class JobById(UnitOfWorkView):
     @blp.response(200, JobSchema)
@@ -126,7 +180,7 @@ class JobById(UnitOfWorkView):
 
     @blp.arguments(JobUpdateSchema, example={"poll_interval_seconds": 300})
     @blp.response(200, JobSchema)
-    @documents_errors(blp, 401, 404, 409, 422)
+    @documents_errors(blp, 401, 403, 404, 409, 422)
     def patch(self, data: dict[str, Any], job_id: int) -> PollingJob:
         """Edit an active, paused or failed job
 
@@ -137,7 +191,7 @@ class JobById(UnitOfWorkView):
         return job_service.update_job(session, api_state().settings, job, job_service.JobChanges(**data))
 
     @blp.response(204)
-    @documents_errors(blp, 401, 404, 409)
+    @documents_errors(blp, 401, 403, 404, 409)
     def delete(self, job_id: int) -> None:
         """Delete a job with its batches and history
 
@@ -150,7 +204,7 @@ class JobById(UnitOfWorkView):
 @blp.route(f"{JOB_PATH}/pause", parameters=JOB_ID_PARAMETER)
 class JobPause(UnitOfWorkView):
     @blp.response(200, JobSchema)
-    @documents_errors(blp, 401, 404, 409)
+    @documents_errors(blp, 401, 403, 404, 409)
     def post(self, job_id: int) -> PollingJob:
         """Pause an active job
 
@@ -163,7 +217,7 @@ class JobPause(UnitOfWorkView):
 @blp.route(f"{JOB_PATH}/resume", parameters=JOB_ID_PARAMETER)
 class JobResume(UnitOfWorkView):
     @blp.response(200, JobSchema)
-    @documents_errors(blp, 401, 404, 409)
+    @documents_errors(blp, 401, 403, 404, 409)
     def post(self, job_id: int) -> PollingJob:
         """Resume a paused job, or a failed one whose Keboola job was never started
 
@@ -171,6 +225,33 @@ class JobResume(UnitOfWorkView):
         """
         session = db_session()
         return job_service.resume_job(session, job_service.get_job(session, job_id))
+
+
+@blp.route(f"{JOB_PATH}/retry", parameters=JOB_ID_PARAMETER)
+class JobRetry(UnitOfWorkView):
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 403, 404, 409)
+    def post(self, job_id: int) -> PollingJob:
+        """Re-arm the Keboola trigger of a failed job whose batches have all finished
+
+        It first looks for a Keboola job an earlier attempt may have started. 409 with `current_status` otherwise.
+        """
+        session = db_session()
+        return job_service.retry_job(session, job_service.get_job(session, job_id))
+
+
+@blp.route(f"{JOB_PATH}/check", parameters=JOB_ID_PARAMETER)
+class JobCheck(UnitOfWorkView):
+    @blp.response(200, JobSchema)
+    @documents_errors(blp, 401, 403, 404, 409)
+    def post(self, job_id: int) -> PollingJob:
+        """Check an active job now
+
+        Its next check becomes now, so beat hands it to a worker at its next tick. 409 with `current_status`
+        when the job is not active.
+        """
+        session = db_session()
+        return job_service.check_now(session, job_service.get_job(session, job_id))
 
 
 @blp.route(f"{JOB_PATH}/events", parameters=JOB_ID_PARAMETER)

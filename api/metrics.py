@@ -36,6 +36,12 @@ LATENCY = Histogram(
 # prometheus_client picks its storage when first imported; /metrics must read the same one.
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
+# Labels come from a fixed set, whatever a client sends: one time series per invented method or URL would let
+# anyone grow /metrics (and every gunicorn worker's metrics file) without bound.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED_ENDPOINT = "unmatched"
+
 blp = Blueprint("metrics", __name__)
 
 
@@ -53,12 +59,13 @@ def _start_timer() -> None:
 
 
 def _observe(response: Response) -> Response:
-    # The URL rule, not the path, keeps the label set small (/api/jobs/<int:job_id>, not one per job).
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
+    # The URL rule, not the path (/api/jobs/<int:job_id>, not one per job); the statuses are the app's own.
+    endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ENDPOINT
+    REQUESTS.labels(method, endpoint, str(response.status_code)).inc()
     started = g.pop("metrics_started", None)
     if started is not None:
-        LATENCY.labels(request.method, endpoint).observe(time.perf_counter() - started)
+        LATENCY.labels(method, endpoint).observe(time.perf_counter() - started)
     return response
 
 

@@ -1,41 +1,58 @@
 """Marshmallow schemas: the shapes the API reads and writes, documented in the OpenAPI spec.
 
-Schemas check only the shape of input (types, required fields, which alternatives were given) and what the
-database driver could not take at all (ids beyond 32 bits, NUL bytes, lone surrogates). The rules (name
-lengths, batch ids, intervals, trusted Keboola hosts, secret types) stay in the domain services, so the API
-and the CLI refuse exactly the same things with the same messages.
+Schemas check the shape of input (types, required fields, which alternatives were given, the lengths the
+spec promises) and what the database driver could not take at all (ids beyond 32 bits, NUL bytes, lone
+surrogates). The rules (batch ids, intervals, trusted Keboola hosts, secret types) stay in the domain services,
+so the API and the CLI refuse exactly the same things with the same messages. Every constraint a schema checks
+is also in the OpenAPI spec, so the spec and the behaviour agree.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from apispec import BasePlugin
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.utils import missing
 
 from teckochecker.models import MAX_ID, JobStatus, SecretType
+from teckochecker.services.export import ExportFormat
+from teckochecker.services.jobs import JobOrder
+from teckochecker.services.secrets import SECRET_VALUE_MAX_LENGTH
+from teckochecker.services.validation import NAME_MAX_LENGTH
+from teckochecker.services.verification import Verdict
 
 ID_RANGE = validate.Range(min=1, max=MAX_ID)
 SEARCH_MAX_LENGTH = 255
 EVENTS_DEFAULT_LIMIT = 50
 EVENTS_MAX_LIMIT = 100
+NAME_LENGTH = validate.Length(min=1, max=NAME_MAX_LENGTH)
 # How a 201 documents the header that points at the new resource.
 LOCATION_HEADER = {"Location": {"description": "The new resource's URL.", "schema": {"type": "string"}}}
+# The C0 and C1 control characters (Unicode category Cc), NUL included. Other characters that are not
+# `str.isprintable()`, such as a no-break space, are ordinary text in a search.
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f"
+CONTROL_CHARACTER = re.compile(f"[{CONTROL_CHARACTERS}]")
+WITHOUT_CONTROL_CHARACTERS = f"^[^{CONTROL_CHARACTERS}]*$"
 
 
 class Text(fields.String):
     """A string the database can store. Lone surrogates cannot be encoded for the database or the vault, so
-    they are refused here. `printable_only` is for values the domain passes straight into a query (a search,
-    a secret's name): PostgreSQL refuses NUL bytes, and no stored name contains a control character."""
+    they are refused here. `no_control_characters` is for values the domain passes straight into a query (a
+    search, a secret's name): PostgreSQL refuses NUL bytes, and no stored name contains a control character.
+    The spec documents it as a pattern."""
 
     default_error_messages = {  # noqa: RUF012 (marshmallow merges this class attribute, never mutates it)
         "encoding": "Must be valid Unicode text.",
-        "printable": "Must not contain control characters.",
+        "control": "Must not contain control characters.",
     }
 
-    def __init__(self, *, printable_only: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, no_control_characters: bool = False, **kwargs: Any) -> None:
+        if no_control_characters:
+            kwargs["metadata"] = {"pattern": WITHOUT_CONTROL_CHARACTERS, **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
-        self.printable_only = printable_only
+        self.no_control_characters = no_control_characters
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -43,8 +60,8 @@ class Text(fields.String):
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise self.make_error("encoding") from None
-        if self.printable_only and not text.isprintable():
-            raise self.make_error("printable")
+        if self.no_control_characters and CONTROL_CHARACTER.search(text):
+            raise self.make_error("control")
         return text
 
 
@@ -62,13 +79,37 @@ def _example(value: Any, description: str | None = None) -> dict[str, Any]:
     return metadata
 
 
-def _exactly_one(data: dict[str, Any], first: str, second: str, what: str) -> dict[str, list[str]]:
-    given = [name for name in (first, second) if name in data]
-    if len(given) == 1:
-        return {}
-    problem = "give only one of" if given else "give one of"
-    message = f"{problem} {first} or {second} ({what})"
-    return {first: [message], second: [message]}
+class ExactlyOneOf:
+    """Pairs of alternative fields of which a request must give exactly one: checked when a body is loaded,
+    and documented in the spec by `ExactlyOneOfPlugin`."""
+
+    def __init__(self, *alternatives: tuple[str, str, str]) -> None:
+        self.alternatives = alternatives  # (first, second, what the pair gives)
+
+    def problems(self, data: dict[str, Any]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for first, second, what in self.alternatives:
+            given = [name for name in (first, second) if name in data]
+            if len(given) != 1:
+                problem = "give only one of" if given else "give one of"
+                message = f"{problem} {first} or {second} ({what})"
+                found |= {first: [message], second: [message]}
+        return found
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "allOf": [
+                {"oneOf": [{"required": [first]}, {"required": [second]}]} for first, second, _ in self.alternatives
+            ]
+        }
+
+
+class ExactlyOneOfPlugin(BasePlugin):
+    """Adds a schema's `EXACTLY_ONE_OF` to its component in the spec, beside the fields marshmallow documents."""
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        rule = getattr(kwargs.get("schema"), "EXACTLY_ONE_OF", None)
+        return rule.json_schema() if isinstance(rule, ExactlyOneOf) else None
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -139,7 +180,7 @@ class StatsSchema(Schema):
 
 
 class SecretCreateSchema(Schema):
-    name = Text(required=True, metadata=_example("openai-prod", "Unique name, 1–255 characters."))
+    name = Text(required=True, validate=NAME_LENGTH, metadata=_example("openai-prod", "Unique name, 1–255 characters."))
     type = Text(
         required=True,
         metadata={**_example("openai"), "enum": [member.value for member in SecretType]},
@@ -148,8 +189,38 @@ class SecretCreateSchema(Schema):
     value = Text(
         required=True,
         load_only=True,
-        metadata=_example("sk-...", "The API key or token. Write-only: no response ever contains it."),
+        validate=validate.Length(min=1, max=SECRET_VALUE_MAX_LENGTH),
+        metadata=_example("sk-...", "The API key or token, one line. Write-only: no response ever contains it."),
     )
+
+
+class SecretUpdateSchema(Schema):
+    value = Text(
+        required=True,
+        load_only=True,
+        metadata=_example("sk-new...", "The new API key or token (a rotated key). Write-only."),
+    )
+
+
+class SecretVerifySchema(Schema):
+    stack = Text(
+        metadata=_example(
+            "https://connection.eu-central-1.keboola.com",
+            "For a Keboola token: the stack to check it on (default: the stack of a job using it, else "
+            "https://connection.keboola.com). Ignored for an OpenAI key.",
+        )
+    )
+
+
+class VerificationSchema(Schema):
+    verdict = fields.Enum(
+        Verdict,
+        by_value=True,
+        required=True,
+        metadata={**_example("valid"), "description": "`invalid`: the service refused it; `unreachable`: no answer."},
+    )
+    valid = fields.Boolean(required=True, metadata=_example(True))
+    message = fields.String(required=True, metadata=_example("OpenAI accepted the key: it can read batches at …"))
 
 
 class SecretSchema(Schema):
@@ -223,7 +294,13 @@ _STACK_URL_HELP = "https://, on a host under keboola.com or listed in KEBOOLA_AL
 class JobCreateSchema(Schema):
     """Secrets may be given by id or by name; batches as one `batch_id` or a `batch_ids` list."""
 
-    name = Text(required=True, metadata=_example("Test job", "1–255 characters."))
+    EXACTLY_ONE_OF = ExactlyOneOf(
+        ("batch_id", "batch_ids", "the batches to watch"),
+        ("openai_secret_id", "openai_secret", "the OpenAI secret"),
+        ("keboola_secret_id", "keboola_secret", "the Keboola secret"),
+    )
+
+    name = Text(required=True, validate=NAME_LENGTH, metadata=_example("Test job", "1–255 characters."))
     batch_id = Text(metadata=_example("batch_123", "One OpenAI batch id. Give this or `batch_ids`."))
     batch_ids = fields.List(
         Text(),
@@ -231,11 +308,11 @@ class JobCreateSchema(Schema):
     )
     openai_secret_id = fields.Integer(strict=True, validate=ID_RANGE, metadata=_example(1))
     openai_secret = Text(
-        printable_only=True, metadata=_example("openai-prod", "The OpenAI secret's name, instead of its id.")
+        no_control_characters=True, metadata=_example("openai-prod", "The OpenAI secret's name, instead of its id.")
     )
     keboola_secret_id = fields.Integer(strict=True, validate=ID_RANGE, metadata=_example(2))
     keboola_secret = Text(
-        printable_only=True, metadata=_example("keboola-prod", "The Keboola secret's name, instead of its id.")
+        no_control_characters=True, metadata=_example("keboola-prod", "The Keboola secret's name, instead of its id.")
     )
     keboola_stack_url = Text(
         required=True, metadata=_example("https://connection.eu-central-1.keboola.com", _STACK_URL_HELP)
@@ -248,11 +325,7 @@ class JobCreateSchema(Schema):
 
     @validates_schema
     def _one_of_each(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        problems = {
-            **_exactly_one(data, "batch_id", "batch_ids", "the batches to watch"),
-            **_exactly_one(data, "openai_secret_id", "openai_secret", "the OpenAI secret"),
-            **_exactly_one(data, "keboola_secret_id", "keboola_secret", "the Keboola secret"),
-        }
+        problems = self.EXACTLY_ONE_OF.problems(data)
         if problems:
             raise ValidationError(problems)
 
@@ -260,7 +333,7 @@ class JobCreateSchema(Schema):
 class JobUpdateSchema(Schema):
     """Only the fields given change. A job that has finished or is starting its Keboola job cannot change."""
 
-    name = Text(metadata=_example("Renamed job"))
+    name = Text(validate=NAME_LENGTH, metadata=_example("Renamed job", "1–255 characters."))
     poll_interval_seconds = fields.Integer(strict=True, metadata=_example(300, _POLL_INTERVAL_HELP))
     keboola_stack_url = Text(metadata=_example("https://connection.keboola.com", _STACK_URL_HELP))
     keboola_component_id = Text(metadata=_example("kds-team.app-custom-python"))
@@ -270,9 +343,26 @@ class JobUpdateSchema(Schema):
 class JobQuerySchema(Schema):
     status = fields.Enum(JobStatus, by_value=True, metadata={"description": "Only jobs in this status."})
     q = Text(
-        printable_only=True,
+        no_control_characters=True,
         validate=validate.Length(max=SEARCH_MAX_LENGTH),
-        metadata=_example("nightly", "Only jobs whose name contains this text (case-insensitive)."),
+        metadata=_example(
+            "nightly", "Only jobs whose name or one of whose batch ids contains this text (case-insensitive)."
+        ),
+    )
+    sort = fields.Enum(
+        JobOrder,
+        by_value=True,
+        load_default=JobOrder.CREATED,
+        metadata={
+            "description": "`created` (oldest first), `-created` (newest first) or `next_check` (soonest first; "
+            "jobs with no next check last)."
+        },
+    )
+
+
+class JobExportQuerySchema(JobQuerySchema):
+    format = fields.Enum(
+        ExportFormat, by_value=True, load_default=ExportFormat.CSV, metadata={"description": "`csv` or `json`."}
     )
 
 

@@ -10,9 +10,18 @@ from flask_smorest import Page
 from api.blueprint import Blueprint
 from api.database import UnitOfWorkView, api_state, db_session
 from api.errors import documents_errors
-from api.schemas import LOCATION_HEADER, MAX_ID, SecretCreateSchema, SecretSchema
+from api.schemas import (
+    LOCATION_HEADER,
+    MAX_ID,
+    SecretCreateSchema,
+    SecretSchema,
+    SecretUpdateSchema,
+    SecretVerifySchema,
+    VerificationSchema,
+)
 from teckochecker.models import Secret
 from teckochecker.services import secrets as secret_service
+from teckochecker.services.verification import verify_stored_secret
 
 blp = Blueprint(
     "secrets",
@@ -34,7 +43,7 @@ class Secrets(UnitOfWorkView):
 
     @blp.arguments(SecretCreateSchema, example={"name": "openai-test", "type": "openai", "value": "sk-..."})
     @blp.response(201, SecretSchema, headers=LOCATION_HEADER)
-    @documents_errors(blp, 401, 409, 422, 503)
+    @documents_errors(blp, 401, 403, 409, 422, 503)
     def post(self, data: dict[str, Any]) -> tuple[Secret, int, dict[str, str]]:
         """Store a secret, encrypted with SECRET_KEY
 
@@ -46,10 +55,11 @@ class Secrets(UnitOfWorkView):
         return secret, 201, {"Location": url_for("secrets.SecretById", secret_id=secret.id)}
 
 
-@blp.route(
-    f"/<int(min=1, max={MAX_ID}):secret_id>",
-    parameters=[{"in": "path", "name": "secret_id", "description": "The secret's id.", "example": 1}],
-)
+SECRET_PATH = f"/<int(min=1, max={MAX_ID}):secret_id>"
+SECRET_ID_PARAMETER = [{"in": "path", "name": "secret_id", "description": "The secret's id.", "example": 1}]
+
+
+@blp.route(SECRET_PATH, parameters=SECRET_ID_PARAMETER)
 class SecretById(UnitOfWorkView):
     @blp.response(200, SecretSchema)
     @documents_errors(blp, 401, 404)
@@ -57,8 +67,20 @@ class SecretById(UnitOfWorkView):
         """Show a secret (never its value)"""
         return secret_service.get_secret(db_session(), secret_id)
 
+    @blp.arguments(SecretUpdateSchema, example={"value": "sk-new..."})
+    @blp.response(200, SecretSchema)
+    @documents_errors(blp, 401, 403, 404, 422, 503)
+    def patch(self, data: dict[str, Any], secret_id: int) -> Secret:
+        """Replace a secret's value (rotate a key)
+
+        Jobs using it pick the new value up at their next call. 503 when the server has no SECRET_KEY.
+        """
+        session = db_session()
+        secret = secret_service.get_secret(session, secret_id)
+        return secret_service.replace_secret_value(session, api_state().vault, secret, data["value"])
+
     @blp.response(204)
-    @documents_errors(blp, 401, 404, 409)
+    @documents_errors(blp, 401, 403, 404, 409)
     def delete(self, secret_id: int) -> None:
         """Delete a secret no job uses
 
@@ -66,3 +88,21 @@ class SecretById(UnitOfWorkView):
         """
         session = db_session()
         secret_service.delete_secret(session, secret_service.get_secret(session, secret_id))
+
+
+@blp.route(f"{SECRET_PATH}/verify", parameters=SECRET_ID_PARAMETER)
+class SecretVerify(UnitOfWorkView):
+    @blp.arguments(SecretVerifySchema, example={"stack": "https://connection.eu-central-1.keboola.com"})
+    @blp.response(200, VerificationSchema)
+    @documents_errors(blp, 401, 403, 404, 422, 503)
+    def post(self, data: dict[str, Any], secret_id: int) -> dict[str, Any]:
+        """Ask OpenAI or Keboola whether they accept a stored secret
+
+        OpenAI: list batches with the key. Keboola: verify the token on `stack`. 200 with the verdict whatever
+        it is (`valid`, `invalid`, `unreachable`); the message never contains the secret.
+        """
+        session = db_session()
+        secret = secret_service.get_secret(session, secret_id)
+        state = api_state()
+        result = verify_stored_secret(session, state.vault, state.settings, secret, stack=data.get("stack"))
+        return {"verdict": result.verdict, "valid": result.ok, "message": result.message}

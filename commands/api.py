@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from flask import Flask
 
 DEFAULT_WORKERS = 2
+# Each worker process serves requests on a pool of threads (a request mostly waits on the database), with
+# api.server.ApiWorker's limits on slow clients. Measured (docs/BENCHMARKS.md): with 2 x 64 threads, 100 clients
+# that send half a request leave /api/health answering in milliseconds; 2 such clients stalled sync workers.
+WORKER_CLASS = "api.server.ApiWorker"
+THREADS_PER_WORKER = 64
+KEEPALIVE_SECONDS = 5
 
 
 def bind_address(host: str, port: int) -> str:
@@ -78,6 +84,9 @@ def api(app: AppContext, host: str | None, port: int | None, workers: int) -> No
         {
             "bind": address,
             "workers": workers,
+            "worker_class": WORKER_CLASS,
+            "threads": THREADS_PER_WORKER,
+            "keepalive": KEEPALIVE_SECONDS,
             "proc_name": "teckochecker-api",
             "accesslog": "-",
             "errorlog": "-",

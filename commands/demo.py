@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,21 @@ def _run(command: list[str], workdir: Path, environment: dict[str, str]) -> None
         raise click.ClickException(f"`{' '.join(command[2:])}` failed:\n{completed.stdout}{completed.stderr}")
 
 
+def _keep_running_until_interrupted(job_page: str) -> None:
+    click.echo(f"\nThe service keeps running so you can explore the dashboard ({job_page}). Press Ctrl-C to stop.")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("")
+
+
 @click.command("demo")
-def demo() -> None:
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard's page of the demo job in a browser.")
+@click.option(
+    "--keep-running", is_flag=True, help="Keep the service and dashboard running after the job ends, until Ctrl-C."
+)
+def demo(open_browser: bool, keep_running: bool) -> None:
     """Run a complete demo against a local simulator: no keys, no configuration, about a minute."""
     with tempfile.TemporaryDirectory(prefix="teckochecker-demo-") as folder, start_simulator() as simulator:
         workdir = Path(folder)
@@ -62,6 +77,7 @@ def demo() -> None:
         control.configure(job_duration=5)
         port = _free_port()
         environment = _demo_environment(workdir, simulator, port)
+        api_token = environment["API_TOKEN"]
         app = AppContext(settings=load_settings(environment, env_file=None), env_file=workdir / ".env")
         cli = [sys.executable, str(CLI_SCRIPT)]
         click.echo(f"Demo folder {workdir}; simulator at {simulator.base_url}\n")
@@ -71,8 +87,15 @@ def demo() -> None:
             _run([*cli, "start", "--daemon"], workdir, environment)
             started = True
             success(f"Service started (embedded mode): API on http://127.0.0.1:{port}, a worker and beat")
+            click.echo(f"  Dashboard: http://127.0.0.1:{port}/  (sign in with the demo's API token: {api_token})")
             _create_secrets_and_job(cli, workdir, environment, simulator)
+            job_page = f"http://127.0.0.1:{port}/jobs/1"
+            success(f"Job 1 created: checks every 3 seconds. Watch it live in the dashboard: {job_page}\n")
+            if open_browser:
+                webbrowser.open(job_page)
             job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
+            if keep_running:
+                _keep_running_until_interrupted(job_page)
         finally:
             if started:
                 subprocess.run([*cli, "stop"], cwd=workdir, env=environment, capture_output=True)
@@ -119,7 +142,6 @@ def _create_secrets_and_job(
          "--config-id", "demo-config", "--poll-interval", "3"],
         workdir, environment,
     )  # fmt: skip
-    success("Job 1 created: checks every 3 seconds\n")
 
 
 def _show_what_keboola_received(received: list[dict[str, Any]], job_status: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from collections.abc import Callable
+from typing import IO
 
 import click
 from sqlalchemy.orm import Session
@@ -13,6 +15,7 @@ from commands.context import AppContext, pass_app
 from commands.tables import EMPTY, render_table, status_label, success, when
 from teckochecker.models import JobStatus, PollingJob
 from teckochecker.presenters import event_view, job_view
+from teckochecker.services import export
 from teckochecker.services import jobs as job_service
 from teckochecker.services.events import list_events
 
@@ -73,13 +76,17 @@ def _batches_done(job: PollingJob) -> str:
 
 @job_group.command("list")
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only jobs in this status.")
-@click.option("--search", help="Only jobs whose name contains this text.")
+@click.option("--search", help="Only jobs whose name or a batch id contains this text.")
+@click.option("--sort", type=click.Choice([o.value for o in job_service.JobOrder]), default="created",
+              show_default=True, help="Oldest first, newest first (-created) or soonest next check.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_app
-def list_jobs(app: AppContext, status: str | None, search: str | None, as_json: bool) -> None:
+def list_jobs(app: AppContext, status: str | None, search: str | None, sort: str, as_json: bool) -> None:
     """List polling jobs."""
     with app.session() as session:
-        jobs = job_service.list_jobs(session, status=JobStatus(status) if status else None, search=search)
+        jobs = job_service.list_jobs(
+            session, status=JobStatus(status) if status else None, search=search, order=job_service.JobOrder(sort)
+        )
         if as_json:
             click.echo(json.dumps([job_view(job) for job in jobs], indent=2))
             return
@@ -195,6 +202,37 @@ def retry_job(app: AppContext, job_id: int) -> None:
     """Re-arm the Keboola trigger of a failed job whose batches have all finished."""
     job = _change_job(app, job_id, job_service.retry_job)
     success(f"Job '{job.name}' will start its Keboola job again")
+
+
+@job_group.command("check")
+@click.argument("job_id", type=int)
+@pass_app
+def check_job(app: AppContext, job_id: int) -> None:
+    """Check an active job now (beat hands it to a worker within about a second)."""
+    job = _change_job(app, job_id, job_service.check_now)
+    success(f"Job '{job.name}' will be checked now")
+
+
+@job_group.command("export")
+@click.option("--format", "export_format", type=click.Choice([f.value for f in export.ExportFormat]), default="csv",
+              show_default=True, help="Output format.")  # fmt: skip
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]), help="Only jobs in this status.")
+@click.option("--search", help="Only jobs whose name or a batch id contains this text.")
+@click.option("--sort", type=click.Choice([o.value for o in job_service.JobOrder]), default="created",
+              show_default=True, help="Order of the rows.")  # fmt: skip
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), help="Write to this file (default: stdout).")
+@pass_app
+def export_jobs(
+    app: AppContext, export_format: str, status: str | None, search: str | None, sort: str, output: IO[str] | None
+) -> None:
+    """Export the jobs of a filter as CSV or JSON (the API's GET /api/jobs/export)."""
+    with app.session() as session:
+        rows = export.export_rows(
+            session, status=JobStatus(status) if status else None, search=search, order=job_service.JobOrder(sort)
+        )
+        target = output or sys.stdout
+        for chunk in export.render(export.ExportFormat(export_format), rows):
+            target.write(chunk)
 
 
 @job_group.command("update")

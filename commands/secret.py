@@ -12,9 +12,7 @@ from commands.tables import render_table, success, when
 from teckochecker.models import SecretType
 from teckochecker.presenters import secret_view
 from teckochecker.services import secrets as secret_service
-from teckochecker.services import verification
-from teckochecker.services.validation import keboola_hosts
-from teckochecker.services.verification import default_stack_for
+from teckochecker.services.verification import verify_stored_secret
 
 
 @click.group("secret")
@@ -72,16 +70,7 @@ def verify_secret(app: AppContext, name: str, stack: str | None) -> None:
     vault = app.vault()
     with app.session() as session:
         secret = secret_service.get_secret_by_name(session, name)
-        value = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
-        if secret.type == SecretType.KEBOOLA:
-            stack = stack or default_stack_for(session, secret)
-    result = verification.verify_secret(
-        secret.type,
-        value,
-        openai_base_url=app.settings.openai_base_url,
-        stack_url=stack,
-        keboola_hosts=keboola_hosts(app.settings),
-    )
+        result = verify_stored_secret(session, vault, app.settings, secret, stack=stack)
     if not result.ok:
         raise click.ClickException(f"Secret '{name}' is {result.verdict}: {result.message}")
     success(f"Secret '{name}' is valid: {result.message}")

@@ -42,6 +42,17 @@ def api_url_for(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def dashboard_url(api_url: str) -> str:
+    """The address to open in a browser: the dashboard is served at `/` by the API server."""
+    return _reachable_url(api_url) + "/"
+
+
+def sign_in_hint(settings: Settings) -> str:
+    if settings.api_token is None:
+        return "open without a token unless named tokens exist (no API_TOKEN: loopback only)"
+    return "sign in with API_TOKEN from .env, or a token from `teckochecker token create`"
+
+
 def _reachable_url(api_url: str) -> str:
     # A server bound to every address answers on loopback.
     return api_url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
@@ -79,6 +90,7 @@ def start(app: AppContext, host: str | None, port: int | None, reload: bool, dae
     # `start` is the whole installation on one machine: it brings the schema up to date itself.
     upgrade_to_head(settings.database_url)
     click.echo(f"Starting TeckoChecker in {settings.mode} mode: API on {api_url}, a worker and beat.")
+    click.echo(f"Dashboard: {dashboard_url(api_url)}   ({sign_in_hint(settings)})")
     click.echo(f"Swagger documentation: {api_url}/docs   ReDoc: {api_url}/redoc   Press Ctrl-C to stop.")
     code = Supervisor(child_commands(host, port), api_url, reload=reload).run()
     if code:
@@ -100,6 +112,7 @@ def _start_daemon(settings: Settings, host: str, port: int, reload: bool, api_ur
             raise click.ClickException(f"TeckoChecker failed to start (exit code {process.returncode}); see {log_path}")
         if read_record() is not None and _api_answers(api_url):
             success(f"TeckoChecker started in the background (PID {process.pid})")
+            click.echo(f"  Dashboard: {dashboard_url(api_url)}  ({sign_in_hint(settings)})")
             click.echo(f"  API:   {api_url}  (Swagger: {api_url}/docs)")
             click.echo(f"  Logs:  {log_path}")
             click.echo("  Stop:  teckochecker stop")

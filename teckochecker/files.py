@@ -28,10 +28,15 @@ def private_folder(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create `path` empty as a 0600 file unless it exists; tighten an existing file that others could read."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
-    os.close(descriptor)
-    _tighten(path, PRIVATE_FILE_MODE)
+    """Create `path` empty as a 0600 file unless it exists; tighten an existing file that others could read.
+
+    An existing file is never opened here: closing a descriptor of a SQLite database would drop the POSIX
+    locks that the process's SQLite connections hold on it.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        _tighten(path, PRIVATE_FILE_MODE)
     return path
 
 

@@ -38,6 +38,13 @@ class SecretType(enum.StrEnum):
     KEBOOLA = "keboola"
 
 
+class TokenRole(enum.StrEnum):
+    """What an API token may do: `read` sees everything, `write` also changes things."""
+
+    READ = "read"
+    WRITE = "write"
+
+
 class JobStatus(enum.StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
@@ -86,6 +93,10 @@ class PollingJob(Base):
         CheckConstraint("poll_interval_seconds > 0", name="poll_interval_positive"),
         # "Active jobs due now, oldest first" is an index range scan, even at 100,000 jobs.
         Index("ix_polling_jobs_status_next_check_at", "status", "next_check_at"),
+        # The dashboard's job list sorts by next check or creation time and shows one page: with these, the
+        # first page of 100,000 jobs is an index scan that stops after one page, not a sort of every row.
+        Index("ix_polling_jobs_next_check_at_id", "next_check_at", "id"),
+        Index("ix_polling_jobs_created_at_id", "created_at", "id"),
         # "Is a job of this key due soon?" decides when a key's list sweep starts.
         Index("ix_polling_jobs_openai_secret_id_status_next_check_at", "openai_secret_id", "status", "next_check_at"),
     )
@@ -199,3 +210,20 @@ class WorkerHeartbeat(Base):
 
     hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A named API token. Only the SHA-256 of the token is stored: the token itself is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (CheckConstraint(_in("role", TokenRole), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # Hex SHA-256 of a 256-bit random token: a fast hash is right here, since nothing can be guessed.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"ApiToken(id={self.id!r}, name={self.name!r}, role={self.role!r})"

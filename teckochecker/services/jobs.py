@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from teckochecker.config import Settings
@@ -62,6 +64,79 @@ class JobChanges:
         return all(value is None for value in vars(self).values())
 
 
+# Batch ids pasted from anywhere: a list separated by commas, semicolons, spaces or newlines, in any mix.
+BATCH_ID_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def split_batch_ids(text: str) -> list[str]:
+    return [part for part in BATCH_ID_SEPARATORS.split(text or "") if part]
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    batches_total: int
+    batches_finished: int
+    requests_total: int
+    requests_completed: int
+    requests_failed: int
+
+    @property
+    def requests_done(self) -> int:
+        return self.requests_completed + self.requests_failed
+
+
+def progress_of(job: PollingJob) -> JobProgress:
+    """How far a job's batches are: finished batches, and requests done (completed or failed) of all requested."""
+    return JobProgress(
+        batches_total=len(job.batches),
+        batches_finished=sum(batch.is_terminal for batch in job.batches),
+        requests_total=sum(batch.request_total for batch in job.batches),
+        requests_completed=sum(batch.request_completed for batch in job.batches),
+        requests_failed=sum(batch.request_failed for batch in job.batches),
+    )
+
+
+class JobAction(enum.StrEnum):
+    CHECK = "check"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+    EDIT = "edit"
+    DELETE = "delete"
+
+
+def allowed_actions(job: PollingJob) -> frozenset[JobAction]:
+    """What a person may do with the job now: the same conditions the functions below enforce."""
+    allowed = set()
+    if job.status == JobStatus.ACTIVE:
+        allowed |= {JobAction.CHECK, JobAction.PAUSE}
+    if job.status == JobStatus.PAUSED or (job.status == JobStatus.FAILED and job.keboola_job_id is None):
+        allowed.add(JobAction.RESUME)
+    if job.status == JobStatus.FAILED and all(batch.is_terminal for batch in job.batches):
+        allowed.add(JobAction.RETRY)
+    if job.status in EDITABLE_STATUSES:
+        allowed.add(JobAction.EDIT)
+    if job.status != JobStatus.TRIGGERING:
+        allowed.add(JobAction.DELETE)
+    return frozenset(allowed)
+
+
+class JobOrder(enum.StrEnum):
+    """How a job list is sorted. Every order ends with the id, so pages never overlap or skip a job."""
+
+    CREATED = "created"  # oldest first
+    CREATED_DESC = "-created"  # newest first
+    NEXT_CHECK = "next_check"  # the soonest next check first; jobs with none (paused, finished) last
+
+
+def _order_by(order: JobOrder) -> list[ColumnElement]:
+    if order is JobOrder.CREATED_DESC:
+        return [PollingJob.created_at.desc(), PollingJob.id.desc()]
+    if order is JobOrder.NEXT_CHECK:
+        return [PollingJob.next_check_at.asc().nulls_last(), PollingJob.id]
+    return [PollingJob.created_at, PollingJob.id]
+
+
 def parse_job_status(field: str, value: str) -> JobStatus:
     try:
         return JobStatus(value.strip().lower())
@@ -113,12 +188,22 @@ def get_job(session: Session, job_id: int) -> PollingJob:
 
 
 def _filtered(query: Select, status: JobStatus | None, search: str | None) -> Select:
+    """Jobs in `status` whose name, or the id of one of whose batches, contains `search` (case-insensitive)."""
     if status is not None:
         query = query.where(PollingJob.status == status.value)
     if search:
         escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(PollingJob.name.ilike(f"%{escaped}%", escape="\\"))
+        pattern = f"%{escaped}%"
+        matching_batch = select(JobBatch.job_id).where(JobBatch.batch_id.ilike(pattern, escape="\\"))
+        query = query.where(or_(PollingJob.name.ilike(pattern, escape="\\"), PollingJob.id.in_(matching_batch)))
     return query
+
+
+def filtered_jobs(
+    query: Select, *, status: JobStatus | None = None, search: str | None = None, order: JobOrder = JobOrder.CREATED
+) -> Select:
+    """`query` (which selects from polling_jobs) narrowed to a filter and sorted as the job lists are."""
+    return _filtered(query, status, search).order_by(*_order_by(order))
 
 
 def list_jobs(
@@ -126,10 +211,11 @@ def list_jobs(
     *,
     status: JobStatus | None = None,
     search: str | None = None,
+    order: JobOrder = JobOrder.CREATED,
     limit: int | None = None,
     offset: int = 0,
 ) -> list[PollingJob]:
-    query = _filtered(select(PollingJob), status, search).order_by(PollingJob.id).offset(offset)
+    query = filtered_jobs(select(PollingJob), status=status, search=search, order=order).offset(offset)
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query.options(selectinload(PollingJob.batches))).unique())
@@ -146,6 +232,16 @@ def pause_job(session: Session, job: PollingJob) -> PollingJob:
     job.status = JobStatus.PAUSED.value
     job.next_check_at = None
     record_event(session, job, "paused", "Job paused")
+    session.flush()
+    return job
+
+
+def check_now(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
+    """Make an active job due now, so beat hands it to a worker at its next tick (within about a second)."""
+    if job.status != JobStatus.ACTIVE:
+        raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be checked")
+    job.next_check_at = now or utcnow()
+    record_event(session, job, "check_requested", "Check requested now")
     session.flush()
     return job
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,6 +112,18 @@ def jobs_using(session: Session, secret: Secret) -> list[PollingJob]:
         .order_by(PollingJob.id)
     )
     return list(session.scalars(query))
+
+
+def usage_counts(session: Session) -> dict[int, int]:
+    """How many jobs use each secret (as either of their two secrets), in one aggregate query."""
+    uses = union_all(
+        select(PollingJob.openai_secret_id.label("secret_id"), PollingJob.id.label("job_id")),
+        select(PollingJob.keboola_secret_id, PollingJob.id),
+    ).subquery()
+    rows = session.execute(
+        select(uses.c.secret_id, func.count(func.distinct(uses.c.job_id))).group_by(uses.c.secret_id)
+    )
+    return {secret_id: count for secret_id, count in rows}
 
 
 def delete_secret(session: Session, secret: Secret) -> None:

@@ -16,9 +16,12 @@ from teckochecker.clients.errors import PermanentError, ServiceError, TransientE
 from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaQueueClient
 from teckochecker.clients.openai_batches import OpenAIBatchClient
+from teckochecker.config import Settings
 from teckochecker.errors import ValidationError
 from teckochecker.models import PollingJob, Secret, SecretType
 from teckochecker.redaction import Redactor
+from teckochecker.services.validation import keboola_hosts
+from teckochecker.vault import Vault
 
 VERIFY_CONNECT_TIMEOUT = 5.0
 VERIFY_READ_TIMEOUT = 15.0
@@ -109,6 +112,8 @@ def _failure(exc: ServiceError, secret: str, *, where: str) -> VerificationResul
 
 
 DEFAULT_KEBOOLA_STACK = "https://connection.keboola.com"
+# Secrets that belong to one service URL, so a verification may name it (a Keboola token: its stack).
+STACK_BOUND_TYPES = frozenset({SecretType.KEBOOLA})
 
 
 def default_stack_for(session: Session, secret: Secret) -> str:
@@ -120,3 +125,21 @@ def default_stack_for(session: Session, secret: Secret) -> str:
         .limit(1)
     )
     return stack or DEFAULT_KEBOOLA_STACK
+
+
+def verify_stored_secret(
+    session: Session, vault: Vault, settings: Settings, secret: Secret, *, stack: str | None = None
+) -> VerificationResult:
+    """Verify a stored secret: a Keboola token on `stack` (validated like a job's stack URL), else the stack of a
+    job using it, else the US stack. The plaintext lives only for the call."""
+    stack_url = None
+    if secret.type in STACK_BOUND_TYPES:
+        stack_url = stack or default_stack_for(session, secret)
+    value = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
+    return verify_secret(
+        secret.type,
+        value,
+        openai_base_url=settings.openai_base_url,
+        keboola_hosts=keboola_hosts(settings),
+        stack_url=stack_url,
+    )

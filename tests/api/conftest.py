@@ -1,13 +1,21 @@
-"""API fixtures: an app per test on the shared SQLite/PostgreSQL `settings`, clients with and without the token."""
+"""API fixtures: an app per test on the shared SQLite/PostgreSQL `settings`, clients with and without the token,
+and `teckochecker api` (gunicorn) in its own process."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -15,6 +23,7 @@ from werkzeug.serving import make_server
 from api import create_app
 from api.database import api_state
 from teckochecker.config import Settings
+from tests.conftest import REPO_ROOT
 
 TOKEN = "test-api-token-5f0c2e"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,6 +39,12 @@ GUIDE_JOB = {
     "keboola_configuration_id": "123456",
     "poll_interval_seconds": 120,
 }
+STARTUP_SECONDS = 30
+# Settings a developer's shell may hold; `teckochecker api` under test gets only the test's own.
+SETTINGS_KEYS = (
+    "DATABASE_URL", "SECRET_KEY", "API_TOKEN", "API_HOST", "API_PORT", "REDIS_URL", "CORS_ORIGINS",
+    "PROMETHEUS_MULTIPROC_DIR",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -97,3 +112,41 @@ def live_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+@contextmanager
+def serving_api(
+    settings: Settings, workdir: Path, *, workers: int = 2, environment: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`teckochecker api` in its own process, configured through the environment as a user would; yields its URL
+    once /api/health answers 200."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in SETTINGS_KEYS}
+    env |= {"DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key or "", "API_TOKEN": TOKEN}
+    env |= environment or {}
+    command = [sys.executable, str(REPO_ROOT / "cli.py"), "api", "--port", str(port), "--workers", str(workers)]
+    log_path = workdir / "api.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, f"`teckochecker api` exited early:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, f"`teckochecker api` did not start:\n{log_path.read_text()}"
+            try:
+                if requests.get(f"{base_url}/api/health", timeout=5).status_code == 200:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                # gunicorn's master accepts connections before its workers have loaded the app.
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn_server(api_settings: Settings, tmp_path: Path) -> Iterator[str]:
+    with serving_api(api_settings, tmp_path) as base_url:
+        yield base_url

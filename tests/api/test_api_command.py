@@ -6,7 +6,8 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
 
-from commands.api import ApiServer, api, bind_address
+from api.server import ApiWorker
+from commands.api import KEEPALIVE_SECONDS, THREADS_PER_WORKER, ApiServer, api, bind_address
 from commands.context import AppContext
 from teckochecker.addresses import is_loopback
 from teckochecker.config import Settings
@@ -62,3 +63,10 @@ def test_loopback_and_bind_addresses() -> None:
     assert all(is_loopback(host) for host in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "10.0.0.1", "example.com", ""))
     assert bind_address("::1", 80) == "[::1]:80" and bind_address("127.0.0.1", 80) == "127.0.0.1:80"
+
+
+def test_it_serves_with_threads_and_the_worker_that_limits_slow_clients(started: list[ApiServer]) -> None:
+    assert run(Settings()).exit_code == 0
+    [server] = started
+    assert server.cfg.worker_class is ApiWorker and server.cfg.threads == THREADS_PER_WORKER
+    assert server.cfg.keepalive == KEEPALIVE_SECONDS and server.cfg.child_exit.__name__ == "_forget_worker_metrics"

@@ -142,6 +142,42 @@ def test_list_refuses_bad_parameters(client: FlaskClient, query: str, field: str
     assert field in response.json["errors"]["query"]
 
 
+def test_a_search_may_hold_any_text_but_control_characters(client: FlaskClient) -> None:
+    ids = [create(client, name=name)["id"] for name in ("Café ☕ job", "Plain")]
+    assert [job["id"] for job in client.get("/api/jobs", query_string={"q": "é ☕"}).json] == [ids[0]]
+    no_break_space = client.get("/api/jobs", query_string={"q": "Café\u00a0☕"})  # not str.isprintable()
+    assert no_break_space.status_code == 200 and no_break_space.json == []
+    for control in ("\x00", "\x1b", "\n", "\x7f", "\x85"):  # NUL, C0, DEL and C1 controls
+        response = client.get("/api/jobs", query_string={"q": f"a{control}b"})
+        assert response.status_code == 422 and "control characters" in json.dumps(response.json["errors"])
+
+
+HUGE = "9" * 5000  # beyond Python's 4,300-digit limit on converting a string to an integer
+
+
+@pytest.mark.parametrize("field", ["poll_interval_seconds", "openai_secret_id", "keboola_secret_id"])
+def test_an_integer_of_thousands_of_digits_is_refused_naming_the_field(client: FlaskClient, field: str) -> None:
+    body = json.dumps({**GUIDE_JOB, field: 0}).replace(f'"{field}": 0', f'"{field}": -{HUGE}')
+    response = client.post("/api/jobs", data=body, content_type="application/json")
+    assert response.status_code == 422, response.json
+    assert list(response.json["errors"]["json"]) == [field]
+
+
+def test_huge_integers_in_an_edit_a_query_or_a_path_are_refused(client: FlaskClient) -> None:
+    job_id = create(client)["id"]
+    edit = client.patch(
+        f"/api/jobs/{job_id}", data=f'{{"poll_interval_seconds": {HUGE}}}', content_type="application/json"
+    )
+    assert edit.status_code == 422 and list(edit.json["errors"]["json"]) == ["poll_interval_seconds"]
+    for query, field in ((f"page={HUGE}", "page"), (f"page_size={HUGE}", "page_size")):
+        listed = client.get(f"/api/jobs?{query}")
+        assert listed.status_code == 422 and list(listed.json["errors"]["query"]) == [field]
+    events = client.get(f"/api/jobs/{job_id}/events?before_id={HUGE}")
+    assert events.status_code == 422 and list(events.json["errors"]["query"]) == ["before_id"]
+    for path in (f"/api/jobs/{HUGE}", f"/api/jobs/{HUGE}/events", f"/api/admin/secrets/{HUGE}"):
+        assert client.get(path).status_code == 404
+
+
 def test_patch_changes_only_the_given_fields(client: FlaskClient) -> None:
     job = create(client)
     response = client.patch(f"/api/jobs/{job['id']}", json={"name": "Renamed", "poll_interval_seconds": 300})

@@ -80,6 +80,8 @@ def test_deleting_a_secret_in_use_is_refused_naming_the_jobs(client: FlaskClient
         ({"name": "x", "value": LEAK}, "type"),
         ({"name": "x", "type": "openai"}, "value"),
         ({"name": "x", "type": "openai", "value": "   "}, "value"),
+        ({"name": "x", "type": "openai", "value": ""}, "value"),
+        ({"name": "x", "type": "openai", "value": "v" * 4097}, "value"),
         ({"name": "x", "type": "openai", "value": None}, "value"),
         ({"name": "x", "type": "openai", "value": [LEAK]}, "value"),
         ({"name": "x", "type": "openai", "value": {"key": LEAK}}, "value"),

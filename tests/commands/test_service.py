@@ -119,6 +119,7 @@ def installation(request, tmp_path: Path, empty_postgres_url: str, simulator):
 def test_start_status_a_job_then_stop(installation, simulator) -> None:
     started = installation.ok("start", "--daemon")
     assert "TeckoChecker started in the background" in started
+    assert f"Dashboard: http://127.0.0.1:{installation.port}/" in started
     running = installation.wait_for_workers()
     assert running.returncode == 0, running.stdout
     assert "🟢 Running" in running.stdout
@@ -212,3 +213,5 @@ def test_the_demo_runs_and_passes(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert 'batch_ids_failed = ["batch_demo_broken"]' in completed.stdout
     assert "Demo finished" in completed.stdout
+    assert "Watch it live in the dashboard: http://127.0.0.1:" in completed.stdout
+    assert "sign in with the demo's API token: " in completed.stdout

@@ -19,9 +19,13 @@ def test_upgrade_from_empty_then_models_and_migrations_agree(kind: str, make_dat
     try:
         assert current_revision(engine) == head_revisions()[0]
         tables = set(inspect(engine).get_table_names())
-        assert {"secrets", "polling_jobs", "job_batches", "job_events", "alembic_version"} <= tables
+        assert {"secrets", "polling_jobs", "job_batches", "job_events", "api_tokens", "alembic_version"} <= tables
         indexes = {index["name"] for index in inspect(engine).get_indexes("polling_jobs")}
-        assert "ix_polling_jobs_status_next_check_at" in indexes
+        assert {
+            "ix_polling_jobs_status_next_check_at",
+            "ix_polling_jobs_next_check_at_id",
+            "ix_polling_jobs_created_at_id",
+        } <= indexes
     finally:
         engine.dispose()
 
