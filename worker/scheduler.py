@@ -18,8 +18,7 @@ from typing import Any
 from celery.beat import Scheduler
 
 from celeryconfig import CHECK_QUEUE, TRIGGER_QUEUE
-from teckochecker.db import session_scope
-from teckochecker.engine.clock import database_now
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine.scheduling import (
     CHECK,
     DISPATCH_BATCH_LIMIT,

@@ -12,7 +12,6 @@ from celery import Task, shared_task
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.config import Settings
-from teckochecker.db import utcnow
 from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, TransientFailureRules, retry_wait
 from teckochecker.engine.keys import RequestBudget
@@ -69,7 +68,7 @@ class EngineTask(Task):
         if wait > MAX_BROKER_WAIT_SECONDS:
             for job_id, error in failures.items():
                 logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
-                rules.defer(runtime.sessions, job_id, lease_token, utcnow() + timedelta(seconds=wait), str(error))
+                rules.defer(runtime.sessions, job_id, lease_token, wait, str(error))
             return
         retried = [
             job_id

@@ -25,10 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
-from teckochecker.db import session_scope
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
-from teckochecker.engine.clock import database_now
 from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.engine.sweeping import SWEEP_MIN_WANTED, SweepResult, record_sweep, sweep
@@ -494,9 +493,10 @@ def give_up_check(sessions: sessionmaker[Session], job_id: int, token: str, mess
             _save(session, [job])
 
 
-def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, until: datetime, message: str) -> None:
+def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, wait: float, message: str) -> None:
     """OpenAI asked for a wait too long for the broker: record it and plan the next check after it."""
     with session_scope(sessions) as session:
+        until = database_now(session) + timedelta(seconds=wait)
         for job in _hold(session, [job_id], token):
             _record_failure(job, message)
             if job.status == JobStatus.ACTIVE:

@@ -3,7 +3,7 @@
 The database is the source of truth and broker messages are only hints. A due job is claimed by an
 atomic, guarded UPDATE, so two dispatchers never hand out the same job; a claim moves `next_check_at`
 along the job's own grid (no drift) and sets a lease, so a lost message delays the job by at most one
-interval, never loses it. Time is the database's (`clock.database_now`), so dispatchers and workers whose
+interval, never loses it. Time is the database's (`db.database_now`), so dispatchers and workers whose
 clocks disagree still agree on what is due and who holds it.
 
 Three actions: check an active job; start the Keboola job of a job whose batches have all finished; follow
@@ -225,7 +225,7 @@ def claim_due_jobs(
 ) -> list[Claim]:
     """Claim up to `limit` jobs for `actions`, oldest plan first. The caller commits, then sends the tasks.
 
-    `now` is the database's time (`clock.database_now`), read in the caller's transaction. `sweeps` narrows
+    `now` is the database's time (`db.database_now`), read in the caller's transaction. `sweeps` narrows
     the checks: True claims only those a sweep starting now takes (so that a sweep's group is never cut by a
     limit meant for ordinary checks), False only the others, None both.
     """

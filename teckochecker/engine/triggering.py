@@ -25,10 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.keboola_hosts import UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
-from teckochecker.db import session_scope
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
-from teckochecker.engine.clock import database_now
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobBatch, JobStatus, PollingJob, Secret
 from teckochecker.services.events import record_events
@@ -447,15 +446,13 @@ def give_up_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: s
         _save(session, [row])
 
 
-def defer_trigger(
-    sessions: sessionmaker[Session], job_id: int, lease_token: str, until: datetime, message: str
-) -> None:
+def defer_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: str, wait: float, message: str) -> None:
     """Keboola asked for a wait too long for the broker: come back to the job after it."""
     with session_scope(sessions) as session:
         row = _held_one(session, job_id, lease_token)
         if row is not None:
             row.last_error = f"Keboola asked us to wait: {message}"
-            row.next_check_at = until
+            row.next_check_at = database_now(session) + timedelta(seconds=wait)
             leases.release(row)
             _save(session, [row])
 
