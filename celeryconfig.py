@@ -54,7 +54,10 @@ task_queues = (
     Queue(CHECK_QUEUE, Exchange(CHECK_QUEUE, type="direct"), routing_key=CHECK_QUEUE),
     Queue(TRIGGER_QUEUE, Exchange(TRIGGER_QUEUE, type="direct"), routing_key=TRIGGER_QUEUE),
 )
-task_routes = {"teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE}}
+task_routes = {
+    "teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
+    "teckochecker.follow_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
+}
 
 # Beat runs the database dispatcher instead of one schedule entry per job (see worker/scheduler.py).
 beat_scheduler = "worker.scheduler:DispatchScheduler"

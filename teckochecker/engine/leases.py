@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.models import JobStatus, PollingJob
 
 # How long a worker may go without renewing its lease: one HTTP call with room to spare (the clients'
@@ -103,7 +103,8 @@ def extend_lease_for_retry(
     False when the job moved on meanwhile (paused, edited, handed out again).
     """
     with session_scope(sessions) as session:
-        renewed = renew(session, [job_id], token, now=utcnow(), status=status.value, extra=wait + RUN_LEASE)
+        now = database_now(session)
+        renewed = renew(session, [job_id], token, now=now, status=status.value, extra=wait + RUN_LEASE)
         return job_id in renewed
 
 
