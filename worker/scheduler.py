@@ -25,6 +25,7 @@ from teckochecker.engine.scheduling import (
     FOLLOW,
     GROUP_SIZES,
     START,
+    SWEEP_GROUP_SIZE,
     Claim,
     Dispatch,
     claim_due_jobs,
@@ -112,7 +113,8 @@ class DispatchScheduler(Scheduler):
                 queue = QUEUE_OF[action]
                 if room.get(queue, 0) <= 0:
                     continue
-                limit = DISPATCH_BATCH_LIMIT if sweeps else min(DISPATCH_BATCH_LIMIT, room[queue] * GROUP_SIZES[action])
+                ordinary = min(DISPATCH_BATCH_LIMIT, room[queue] * GROUP_SIZES[action])
+                limit = SWEEP_GROUP_SIZE if sweeps else ordinary
                 claimed = claim_due_jobs(session, now=now, limit=limit, actions=[action], sweeps=sweeps)
                 room[queue] -= len(group_claims(claimed))
                 full = full or len(claimed) >= limit

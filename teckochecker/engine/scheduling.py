@@ -48,8 +48,10 @@ DISPATCH_BATCH_LIMIT = 5000
 # task costs a worker about as much CPU as the check itself, and a group shares its transactions. The
 # group's single GETs are made one after another, so its last job is checked up to (size - 1) calls late.
 CHECK_GROUP_SIZE = 8
-# A sweep checks every job of its key in the window at once; more than this many go out as several sweeps.
-SWEEP_GROUP_SIZE = 5000
+# A sweep checks every job of its key in the window at once: its pages cover the key's whole list anyway,
+# so a window cut in two would be swept twice. Beyond this many (within the drivers' bind-parameter
+# limits) a window does go out as several sweeps.
+SWEEP_GROUP_SIZE = 20_000
 # How far ahead of a job's slot a sweep may check it, as a share of the job's interval. Sweeping a key
 # about 1/SWEEP_WINDOW times per interval keeps its requests near 1/25 of its watched batches.
 SWEEP_WINDOW = 0.25
