@@ -63,8 +63,8 @@ _JOB_STATE = (
     _jobs.c.next_check_at,
     *leases.COLUMNS,
 )
-# Locks the rows and reads the jobs' state, only where we hold the lease.
-_HOLD = leases.hold_statement(_jobs.c.id, *_JOB_STATE)
+# Locks the rows and reads the jobs' state, only where we hold the lease; writes it back.
+_HELD = leases.HeldRows(*_JOB_STATE)
 # What a check needs before it calls OpenAI: each job's key (still encrypted), what the fleet knows about the
 # key, and its batches' ids, status and creation time.
 _WORK = (
@@ -104,11 +104,6 @@ _SAVE_BATCH = (
     update(_batches)
     .where(_batches.c.id == bindparam("row_id"))
     .values(**{name: bindparam(f"new_{name}") for name in _BATCH_FIELDS})
-)
-_SAVE_JOB = (
-    update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"))
-    .values(**{column.name: bindparam(f"new_{column.name}") for column in _JOB_STATE})
 )
 
 
@@ -185,14 +180,12 @@ class _HeldJob:
 
 
 def _hold(session: Session, job_ids: Collection[int], token: str) -> list[_HeldJob]:
-    rows = session.execute(_HOLD, {"job_ids": list(job_ids), "token": token})
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": token})
     return sorted((_HeldJob(*row) for row in rows), key=lambda job: job.id)
 
 
 def _save(session: Session, jobs: list[_HeldJob]) -> None:
-    rows = [{"job_id": job.id, **{f"new_{c.name}": getattr(job, c.name) for c in _JOB_STATE}} for job in jobs]
-    if rows:
-        session.execute(_SAVE_JOB, rows)
+    _HELD.save(session, jobs)
     record_events(session, [(job.id, kind, message) for job in jobs for kind, message in job.events])
 
 

@@ -72,6 +72,29 @@ def hold_statement(*returning: ColumnElement[Any]) -> Update:
 _HOLD = hold_statement(_jobs.c.id)
 
 
+class HeldRows:
+    """The statements for jobs' rows that a worker holds under its lease: lock and read `columns` (with the
+    id first), change them in memory, then write them back in one executemany. `columns` must include the
+    lease's COLUMNS, so that releasing a row in memory (`release`) is written with the rest."""
+
+    def __init__(self, *columns: ColumnElement[Any]) -> None:
+        self.columns = columns
+        self.hold = hold_statement(_jobs.c.id, *columns)
+        # Parameters named after their columns are reserved by SQLAlchemy in SET clauses, hence the prefix.
+        self._save = (
+            update(_jobs)
+            .where(_jobs.c.id == bindparam("job_id"))
+            .values(**{column.name: bindparam(f"new_{column.name}") for column in columns})
+        )
+
+    def save(self, session: Session, rows: Collection[Any]) -> None:
+        if rows:
+            values = [
+                {"job_id": row.id, **{f"new_{c.name}": getattr(row, c.name) for c in self.columns}} for row in rows
+            ]
+            session.execute(self._save, values)
+
+
 def new_token() -> str:
     return str(uuid.uuid4())
 

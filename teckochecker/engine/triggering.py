@@ -55,12 +55,7 @@ _STATE = (
     _jobs.c.trigger_attempted_at,
     *leases.COLUMNS,
 )
-_HOLD = leases.hold_statement(_jobs.c.id, *_STATE)
-_SAVE = (
-    update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"))
-    .values(**{column.name: bindparam(f"new_{column.name}") for column in _STATE})
-)
+_HELD = leases.HeldRows(*_STATE)
 # Everything a trigger needs, for a group at once: the target, the token (still encrypted), the batches.
 _PLANS = (
     select(
@@ -190,15 +185,12 @@ def _read_plans(session: Session, job_ids: Collection[int]) -> list[_Trigger]:
 
 
 def _hold(session: Session, job_ids: Collection[int], lease_token: str) -> dict[int, _HeldRow]:
-    rows = session.execute(_HOLD, {"job_ids": list(job_ids), "token": lease_token})
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": lease_token})
     return {row.id: _HeldRow(*row) for row in rows}
 
 
 def _save(session: Session, rows: Collection[_HeldRow]) -> None:
-    if rows:
-        session.execute(
-            _SAVE, [{"job_id": r.id, **{f"new_{c.name}": getattr(r, c.name) for c in _STATE}} for r in rows]
-        )
+    _HELD.save(session, rows)
     record_events(session, [(row.id, kind, message) for row in rows for kind, message in row.events])
 
 
