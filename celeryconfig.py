@@ -59,6 +59,7 @@ task_queues = (
 )
 task_routes = {
     "teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
+    "teckochecker.follow_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
     "teckochecker.send_notifications": {"queue": NOTIFICATION_QUEUE, "routing_key": NOTIFICATION_QUEUE},
 }
 

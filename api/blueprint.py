@@ -54,6 +54,10 @@ class JsonParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = JsonParser()
 
+    def pagination_metadata(self, page: int, page_size: int, total: int) -> dict[str, int]:
+        """The X-Pagination object flask-smorest sends, for a view that pages by itself."""
+        return self._make_pagination_metadata(page, page_size, total)
+
     def _document_pagination_metadata(self, spec: Any, resp_doc: dict[str, Any]) -> None:
         # flask-smorest's hook for this; it documents the header as an object, which it never sends.
         resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = PAGINATION_HEADER

@@ -16,7 +16,7 @@ from api.blueprint import Blueprint
 from api.database import api_state
 from api.schemas import HealthSchema
 from teckochecker.config import Settings
-from teckochecker.db import utcnow
+from teckochecker.db import database_now
 from teckochecker.services.workers import any_worker_recorded, workers_seen_since
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def check_workers() -> ComponentHealth:
     """Workers write a heartbeat row every few seconds; silence for WORKER_SILENCE means none is working."""
     try:
         with api_state().sessions() as session:
-            seen = workers_seen_since(session, utcnow() - WORKER_SILENCE)
+            seen = workers_seen_since(session, database_now(session) - WORKER_SILENCE)
             recorded = seen or any_worker_recorded(session)
     except SQLAlchemyError as exc:
         logger.warning("health: worker heartbeat check failed: %s", exc)

@@ -456,6 +456,26 @@ class JobQuerySchema(Schema):
     )
 
 
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 100
+
+
+class JobListQuerySchema(JobQuerySchema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1), metadata={"description": "Page number."})
+    page_size = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": "Jobs per page."},
+    )
+    after = fields.String(
+        validate=validate.Length(max=200),
+        metadata={
+            "description": "Page by cursor instead of by number: empty for the first page, then the `X-Next-Cursor` "
+            "of the page before. No totals are counted and every page is equally fast, however deep."
+        },
+    )
+
+
 class JobExportQuerySchema(JobQuerySchema):
     format = fields.Enum(
         ExportFormat, by_value=True, load_default=ExportFormat.CSV, metadata={"description": "`csv` or `json`."}

@@ -51,6 +51,7 @@ class Settings:
     worker_heartbeat_file: str = "/tmp/teckochecker-worker.heartbeat"
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    openai_max_requests_per_minute: int | None = None
     public_url: str | None = None
     default_notify: tuple[str, ...] = ()
     stall_alert_intervals: int = 3
@@ -217,6 +218,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "WORKER_HEARTBEAT_FILE": lambda key, raw: raw.strip(),
     "METRICS_PORT": lambda key, raw: _port(key, raw) if raw.strip() else None,
     "METRICS_HOST": lambda key, raw: raw.strip() or "127.0.0.1",
+    "OPENAI_MAX_REQUESTS_PER_MINUTE": lambda key, raw: _positive_integer(key, raw) if raw.strip() else None,
     "PUBLIC_URL": _public_url,
     "DEFAULT_NOTIFY": _names,
     "STALL_ALERT_INTERVALS": _non_negative_integer,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -61,6 +61,19 @@ def _private_database_file(database: str) -> Any:
             private_file(Path(database))
 
     return create_private
+
+
+def database_now(session: Session) -> datetime:
+    """The database's current time (timezone-aware UTC), read in the session's transaction.
+
+    Leases, claims, heartbeats and the Keboola trigger's "have I already tried?" compare times written by
+    different machines. Taking every such time from the database keeps a worker or beat whose clock is off
+    (by 30 s, say) from stealing a live lease or misjudging how long ago something happened. SQLite is the
+    embedded single-machine default, whose processes share one clock: there it is this machine's.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalar(select(func.statement_timestamp()))
+    return utcnow()
 
 
 def make_engine(database_url: str, **options: Any) -> Engine:

@@ -103,6 +103,8 @@ class PollingJob(Base):
         # first page of 100,000 jobs is an index scan that stops after one page, not a sort of every row.
         Index("ix_polling_jobs_next_check_at_id", "next_check_at", "id"),
         Index("ix_polling_jobs_created_at_id", "created_at", "id"),
+        # "Is a job of this key due soon?" decides when a key's list sweep starts.
+        Index("ix_polling_jobs_openai_secret_id_status_next_check_at", "openai_secret_id", "status", "next_check_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,6 +166,8 @@ class JobBatch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None]
+    # OpenAI's `created_at` (Unix seconds): a list sweep, newest first, can stop once it is past the oldest.
+    openai_created_at: Mapped[int | None]
 
     job: Mapped[PollingJob] = relationship(back_populates="batches")
 
@@ -187,6 +191,30 @@ class JobEvent(Base):
 
     def __repr__(self) -> str:
         return f"JobEvent(job_id={self.job_id!r}, kind={self.kind!r})"
+
+
+class OpenAIKeyState(Base):
+    """What the engine knows about one OpenAI key, shared by every worker and beat.
+
+    How its batches are refreshed (list sweeps or one GET per batch, chosen from what each costs), and its
+    request budget: a token bucket (OPENAI_MAX_REQUESTS_PER_MINUTE) and, after a 429, a pause for the
+    whole fleet until `blocked_until`.
+    """
+
+    __tablename__ = "openai_key_states"
+
+    secret_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="CASCADE"), primary_key=True)
+    sweep_mode: Mapped[bool] = mapped_column(default=False)
+    # After a sweep that did not pay, single GETs until then.
+    sweep_retry_at: Mapped[datetime | None]
+    # How long before its first job's slot a sweep starts, so that it ends by that slot.
+    sweep_lead_seconds: Mapped[float] = mapped_column(default=2.0)
+    last_sweep_at: Mapped[datetime | None]
+    last_sweep_pages: Mapped[int | None]
+    last_sweep_found: Mapped[int | None]
+    budget_tokens: Mapped[float | None]
+    budget_refilled_at: Mapped[datetime | None]
+    blocked_until: Mapped[datetime | None]
 
 
 class WorkerHeartbeat(Base):

@@ -15,7 +15,7 @@ from typing import Any
 from celery import bootsteps
 from sqlalchemy.exc import SQLAlchemyError
 
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.services.workers import record_heartbeat
 from worker.tasks import EngineTask
 
@@ -44,7 +44,7 @@ class HeartbeatFile(bootsteps.StartStopStep):
             self.path.touch()
         try:
             with session_scope(EngineTask.runtime_for(self.settings).sessions) as session:
-                record_heartbeat(session, hostname, utcnow())
+                record_heartbeat(session, hostname, database_now(session))
         except SQLAlchemyError as error:
             logger.warning("could not record the worker heartbeat: %s", error)
 

@@ -19,6 +19,17 @@ CHECK_DURATION = Histogram(
     "Time a check took, OpenAI calls included.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+OPENAI_REQUESTS = Counter(
+    "teckochecker_openai_requests_total",
+    "Requests to OpenAI by the checks, by kind: get (one batch), list (a page).",
+    ["kind"],
+)
+BATCHES_REFRESHED = Counter(
+    "teckochecker_batches_refreshed_total",
+    "Batches the checks refreshed, by method: single (one GET each) or sweep (found on a list page).",
+    ["method"],
+)
+SWEEP_KEYS = Gauge("teckochecker_sweep_keys", "OpenAI keys whose batches are refreshed by list sweeps (beat).")
 TRIGGERS = Counter("teckochecker_keboola_triggers_total", "Keboola trigger runs, by outcome.", ["outcome"])
 RETRIES = Counter("teckochecker_task_retries_total", "Retries scheduled after a transient failure.", ["task"])
 DISPATCHED = Counter("teckochecker_dispatched_total", "Jobs beat handed out, by kind.", ["action"])

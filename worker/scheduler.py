@@ -1,7 +1,7 @@
 """Beat's scheduler: every second, claim due jobs in the database and send them to the workers.
 
-Checks of jobs that share an OpenAI key travel in groups of up to CHECK_GROUP_SIZE per task, under one
-lease token; each Keboola trigger travels in a task of its own.
+Jobs travel in groups that share one lease token, one task per group: checks of one OpenAI key (up to
+CHECK_GROUP_SIZE, or a whole list sweep), and starts and follows of Keboola jobs of one Keboola token.
 
 Stock beat keeps one schedule entry per job and compares them all on every tick; this scheduler keeps
 none. The database says which jobs are due, and a claim there (see teckochecker.engine.scheduling) makes
@@ -12,44 +12,46 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from celery.beat import Scheduler
 
 from celeryconfig import CHECK_QUEUE, TRIGGER_QUEUE
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine.scheduling import (
     CHECK,
-    CHECK_GROUP_SIZE,
     DISPATCH_BATCH_LIMIT,
-    TRIGGER,
+    FOLLOW,
+    GROUP_SIZES,
+    START,
+    SWEEP_GROUP_SIZE,
     Claim,
     Dispatch,
     claim_due_jobs,
     group_claims,
 )
+from teckochecker.engine.sweeping import refresh_sweep_modes
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
 from worker.notification_beat import NotificationBeat
 from worker.runtime import Runtime
-from worker.tasks import EngineTask, send_check, send_trigger
+from worker.tasks import EngineTask, send_dispatch
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
-# At most this many checks wait in the broker (a message holds up to CHECK_GROUP_SIZE of them): a few
-# seconds of one worker's work (docs/BENCHMARKS.md), well inside the shortest allowed interval (30 s)
-# that is the messages' expiry, and enough that workers never wait for the next tick.
-MAX_QUEUED_CHECKS = 1000
-# Trigger runs (start or follow a Keboola job) are one job each and cost a few times a check; 200 is
-# a few seconds of work, far inside their 120 s lease.
-MAX_QUEUED_TRIGGERS = 200
-# Per action: its queue, how many jobs may wait there, and at most how many jobs one message carries.
-QUEUES = {
-    CHECK: (CHECK_QUEUE, MAX_QUEUED_CHECKS, CHECK_GROUP_SIZE),
-    TRIGGER: (TRIGGER_QUEUE, MAX_QUEUED_TRIGGERS, 1),
-}
+# Back-pressure, in messages: beat claims nothing for a queue while this many messages wait in it, and other
+# due jobs wait in the database, oldest first. 125 check messages are 1,000 jobs checked one GET each, a few
+# seconds of a worker's work (docs/BENCHMARKS.md), well inside the shortest allowed interval (30 s) that is
+# the messages' expiry. A sweep is one message whatever the number of jobs it checks, so it is never split.
+MAX_QUEUED_CHECK_MESSAGES = 125
+# Starts (up to 16 jobs a message) and follows (up to 50) share the trigger queue: a few seconds of work,
+# far inside their leases.
+MAX_QUEUED_TRIGGER_MESSAGES = 64
+QUEUE_OF = {CHECK: CHECK_QUEUE, START: TRIGGER_QUEUE, FOLLOW: TRIGGER_QUEUE}
+QUEUE_CAPS = {CHECK_QUEUE: MAX_QUEUED_CHECK_MESSAGES, TRIGGER_QUEUE: MAX_QUEUED_TRIGGER_MESSAGES}
 
 
 class DispatchScheduler(Scheduler):
@@ -79,9 +81,9 @@ class DispatchScheduler(Scheduler):
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
     def _room_in_queues(self) -> dict[str, int]:
-        """How many more jobs each queue may take: back-pressure, so a backlog never outgrows the workers.
+        """How many more messages each queue may take: back-pressure, so a backlog never outgrows the workers.
 
-        A task that waits in its queue past its expiry is dropped unrun and its job handed out again;
+        A task that waits in its queue past its expiry is dropped unrun and its jobs handed out again;
         without a cap, an overloaded fleet spends its time on messages that expire (see docs/BENCHMARKS.md).
         A job not claimed now stays due and is claimed at a later tick, oldest first.
         """
@@ -90,52 +92,62 @@ class DispatchScheduler(Scheduler):
             # A pooled connection: opening one per tick costs more than the question.
             with self.app.pool.acquire(block=True) as connection:
                 connection.ensure_connection(max_retries=1)
-                for action, (queue, cap, jobs_per_message) in QUEUES.items():
+                for queue, cap in QUEUE_CAPS.items():
                     try:
                         queued = connection.default_channel.queue_declare(queue, passive=True).message_count
                     except connection.channel_errors:
                         # An empty Redis queue does not exist as a key, and a passive declare of it fails.
                         queued = 0
-                    # Counted as full groups: a conservative bound whatever the groups' sizes.
-                    room[action] = max(0, min(DISPATCH_BATCH_LIMIT, cap - queued * jobs_per_message))
+                    room[queue] = max(0, cap - queued)
         except Exception:
             # Nothing is claimed that could not be sent; the jobs stay due in the database.
             logger.exception("cannot reach the broker; claiming nothing until it answers")
             return {}
         return room
 
+    def _claim(self, room: dict[str, int]) -> tuple[datetime, list[Claim], bool]:
+        """Claim, per action, what its queue has room for; True when an action took all it was allowed."""
+        claims: list[Claim] = []
+        full = False
+        with session_scope(self.runtime.sessions) as session:
+            now = database_now(session)
+            # Sweeps first, whole: a sweep's group is one message however many jobs it checks.
+            for action, sweeps in ((CHECK, True), (CHECK, False), (START, None), (FOLLOW, None)):
+                queue = QUEUE_OF[action]
+                if room.get(queue, 0) <= 0:
+                    continue
+                ordinary = min(DISPATCH_BATCH_LIMIT, room[queue] * GROUP_SIZES[action])
+                limit = SWEEP_GROUP_SIZE if sweeps else ordinary
+                claimed = claim_due_jobs(session, now=now, limit=limit, actions=[action], sweeps=sweeps)
+                room[queue] -= len(group_claims(claimed))
+                full = full or len(claimed) >= limit
+                claims += claimed
+        return now, claims, full
+
     def dispatch(self) -> bool:
         """Claim and send due jobs; True when a queue took all it was allowed (more may be due)."""
-        room = {action: limit for action, limit in self._room_in_queues().items() if limit > 0}
+        room = {queue: messages for queue, messages in self._room_in_queues().items() if messages > 0}
         if not room:
             return False
-        now = utcnow()
-        claimed: dict[str, list[Claim]] = {}
         try:
-            with session_scope(self.runtime.sessions) as session:
-                for action, limit in room.items():
-                    claimed[action] = claim_due_jobs(session, now=now, limit=limit, actions=[action])
+            now, claims, full = self._claim(room)
         except Exception:
             logger.exception("could not claim due jobs; trying again at the next tick")
             return False
-        claims = [claim for action_claims in claimed.values() for claim in action_claims]
         for claim in claims:
-            lag = (now - claim.planned_at).total_seconds()
+            # A sweep checks some jobs ahead of their slots: that is no lag.
+            lag = max(0.0, (now - claim.planned_at).total_seconds())
             metrics.SCHEDULING_LAG.observe(lag)
             self._worst_lag = max(self._worst_lag, lag)
         if claims:
             with self.app.producer_or_acquire() as producer:
                 for dispatch in group_claims(claims):
                     self._send(dispatch, producer)
-        return any(len(claimed[action]) >= limit for action, limit in room.items())
+        return full
 
     def _send(self, dispatch: Dispatch, producer: Any) -> None:
         try:
-            if dispatch.action == CHECK:
-                send_check(dispatch.job_ids, dispatch.lease_token, dispatch.expires_in, producer=producer)
-            else:
-                (job_id,) = dispatch.job_ids
-                send_trigger(job_id, dispatch.lease_token, producer=producer)
+            send_dispatch(dispatch, producer=producer)
             self._sent += len(dispatch.job_ids)
             metrics.DISPATCHED.labels(dispatch.action).inc(len(dispatch.job_ids))
         except Exception:
@@ -143,18 +155,21 @@ class DispatchScheduler(Scheduler):
             logger.exception("could not send %s for job(s) %s", dispatch.action, dispatch.job_ids)
 
     def _count_jobs(self) -> None:
-        """Refresh the jobs-by-status gauge now and then: one grouped count, cheap on the status index."""
+        """Now and then: the jobs-by-status gauge (one grouped count on the status index), and which keys
+        are refreshed by list sweeps."""
         if time.monotonic() < self._next_census:
             return
         self._next_census = time.monotonic() + CENSUS_EVERY_SECONDS
         try:
             with session_scope(self.runtime.sessions) as session:
                 counts = jobs_by_status(session)
+                modes = refresh_sweep_modes(session, database_now(session))
         except Exception:
             logger.exception("could not count jobs by status")
             return
         for status, count in counts.items():
             metrics.JOBS.labels(status).set(count)
+        metrics.SWEEP_KEYS.set(sum(modes.values()))
 
     def _log_summary(self) -> None:
         if time.monotonic() < self._next_summary:

@@ -12,12 +12,11 @@ from celery import Task, shared_task
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.config import Settings
-from teckochecker.db import utcnow
 from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, TransientFailureRules, retry_wait
+from teckochecker.engine.keys import RequestBudget
 from teckochecker.engine.leases import RUN_LEASE
-from teckochecker.engine.outcomes import Outcome
-from teckochecker.engine.scheduling import TRIGGER_DISPATCH_LEASE
+from teckochecker.engine.scheduling import CHECK, FOLLOW, START, Dispatch
 from teckochecker.logs import log_context
 from worker import metrics
 from worker.runtime import Runtime
@@ -69,7 +68,7 @@ class EngineTask(Task):
         if wait > MAX_BROKER_WAIT_SECONDS:
             for job_id, error in failures.items():
                 logger.info("job %s: %s; asked to wait %.0fs, planned in the database", job_id, error, wait)
-                rules.defer(runtime.sessions, job_id, lease_token, utcnow() + timedelta(seconds=wait), str(error))
+                rules.defer(runtime.sessions, job_id, lease_token, wait, str(error))
             return
         retried = [
             job_id
@@ -96,7 +95,7 @@ class EngineTask(Task):
     on_transient_failure=checking.ON_TRANSIENT_FAILURE,
 )
 def check_job(self: EngineTask, *job_ids: int) -> None:
-    """Ask OpenAI about the unfinished batches of one job, or of a small group sharing a key and a lease.
+    """Ask OpenAI about the unfinished batches of a group of jobs that share a key and a lease (or of one job).
 
     A job whose batches have all finished moves to `triggering`; beat hands it to `trigger_keboola`.
     """
@@ -108,11 +107,29 @@ def check_job(self: EngineTask, *job_ids: int) -> None:
 
 def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) -> None:
     runtime = self.runtime
+    stats = checking.RefreshStats()
     with metrics.CHECK_DURATION.time():
-        outcomes = checking.run_checks(runtime.sessions, runtime.vault, runtime.openai_client, job_ids, lease_token)
+        outcomes = checking.run_checks(
+            runtime.sessions,
+            runtime.vault,
+            runtime.openai_client,
+            job_ids,
+            lease_token,
+            budget=RequestBudget(runtime.settings.openai_max_requests_per_minute),
+            stats=stats,
+        )
+    for kind, count in stats.requests.items():
+        metrics.OPENAI_REQUESTS.labels(kind).inc(count)
+    for method, count in stats.refreshed.items():
+        metrics.BATCHES_REFRESHED.labels(method).inc(count)
+    _count_and_retry(self, metrics.CHECKS, outcomes, lease_token)
+
+
+def _count_and_retry(self: EngineTask, counter: Any, outcomes: dict[int, Any], lease_token: str) -> None:
+    """Count each job's outcome; retry, through Celery, only the jobs whose call failed transiently."""
     failures = {}
     for job_id, outcome in outcomes.items():
-        metrics.CHECKS.labels(outcome.outcome).inc()
+        counter.labels(outcome.outcome).inc()
         if outcome.failure is not None:
             failures[job_id] = outcome.failure
     if failures:
@@ -126,29 +143,36 @@ def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) ->
     max_retries=None,
     on_transient_failure=triggering.ON_TRANSIENT_FAILURE,
 )
-def trigger_keboola(self: EngineTask, job_id: int) -> None:
-    """Start the job's Keboola job exactly once, then follow it until it finishes."""
+def trigger_keboola(self: EngineTask, *job_ids: int) -> None:
+    """Start, exactly once, the Keboola jobs of a group of finished jobs that share a Keboola token."""
     lease_token = self.request.id
-    with log_context(job_id=job_id, task_id=lease_token):
-        _trigger_keboola(self, job_id, lease_token)
+    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+        runtime = self.runtime
+        outcomes = triggering.run_starts(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
+        _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)
 
 
-def _trigger_keboola(self: EngineTask, job_id: int, lease_token: str) -> None:
-    runtime = self.runtime
-    try:
-        outcome = triggering.run_trigger(runtime.sessions, runtime.vault, runtime.keboola_client, job_id, lease_token)
-    except TransientError as error:
-        metrics.TRIGGERS.labels(Outcome.TRANSIENT_ERROR).inc()
-        self.retry_transient({job_id: error}, lease_token)
-        return
-    metrics.TRIGGERS.labels(outcome).inc()
+@shared_task(
+    bind=True,
+    base=EngineTask,
+    name="teckochecker.follow_keboola",
+    max_retries=None,
+    on_transient_failure=triggering.ON_TRANSIENT_FAILURE,
+)
+def follow_keboola(self: EngineTask, *job_ids: int) -> None:
+    """Look once at the running Keboola jobs of a group; the jobs whose Keboola job finished are done."""
+    lease_token = self.request.id
+    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+        runtime = self.runtime
+        outcomes = triggering.run_follows(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
+        _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)
 
 
-def send_check(job_ids: tuple[int, ...], lease_token: str, expires: float, **options: Any) -> None:
-    check_job.apply_async(job_ids, task_id=lease_token, expires=expires, **options)
+TASKS_BY_ACTION = {CHECK: check_job, START: trigger_keboola, FOLLOW: follow_keboola}
 
 
-def send_trigger(job_id: int, lease_token: str, **options: Any) -> None:
-    trigger_keboola.apply_async(
-        (job_id,), task_id=lease_token, expires=TRIGGER_DISPATCH_LEASE.total_seconds(), **options
+def send_dispatch(dispatch: Dispatch, **options: Any) -> None:
+    """Send one claimed group as its action's task; the lease token is the task id."""
+    TASKS_BY_ACTION[dispatch.action].apply_async(
+        dispatch.job_ids, task_id=dispatch.lease_token, expires=dispatch.expires_in, **options
     )

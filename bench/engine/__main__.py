@@ -28,6 +28,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     description = (bench.engine.__doc__ or "").split("\n\n")[0]
     parser = argparse.ArgumentParser(prog="python -m bench.engine", description=description)
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--batches-per-job", type=int, default=1)
+    parser.add_argument("--keys", type=int, default=1, help="OpenAI keys the jobs are spread over")
+    parser.add_argument("--unwatched", type=int, default=0, help="batches in the simulator no job watches")
+    parser.add_argument("--scatter", action="store_true", help="spread the watched batches among the unwatched")
+    parser.add_argument(
+        "--overdue", action="store_true", help="every job overdue by up to an hour when the engine starts (a restart)"
+    )
+    parser.add_argument("--max-requests-per-minute", type=int, help="OPENAI_MAX_REQUESTS_PER_MINUTE")
     parser.add_argument("--interval", type=int, default=60, help="poll interval of every job, seconds")
     parser.add_argument("--latency-ms", type=float, default=100.0, help="simulator answer delay")
     parser.add_argument("--concurrency", type=int, default=64, help="per worker (threads or processes)")

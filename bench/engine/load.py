@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
-from bench.engine.setup import KEBOOLA_TOKEN, OPENAI_KEY, Installation, batch_id
+from bench.engine.setup import KEBOOLA_TOKEN, Installation, batch_id, batches_of_job, key_of_job, openai_key
 from teckochecker.models import JobBatch, PollingJob, Secret
 from teckochecker.vault import Vault
 
@@ -78,19 +78,21 @@ class Schedule:
 
 
 def insert_jobs(bench: Installation) -> Schedule:
-    """Bulk-insert N active jobs with one batch each; first checks spread over the first interval."""
+    """Bulk-insert N active jobs; first checks spread over the first interval (or, with --overdue, due up to
+    an hour ago, as after an outage)."""
     args = bench.args
     now = datetime.now(UTC)
     origin = now + timedelta(seconds=args.lead)
     rng = random.Random(args.seed)
-    # Jobs "created over time": offsets uniformly distributed over [0, interval).
-    offsets = {i: rng.uniform(0, args.interval) for i in range(1, args.jobs + 1)}
+    # Jobs "created over time": offsets uniformly distributed over [0, interval), or overdue by up to an hour.
+    span = (-3600.0, 0.0) if args.overdue else (0.0, float(args.interval))
+    offsets = {i: rng.uniform(*span) for i in range(1, args.jobs + 1)}
     started = time.monotonic()
     assert bench.engine is not None
     with bench.engine.begin() as connection:
-        connection.execute(insert(Secret), _secret_rows(Vault(bench.secret_key), now))
+        connection.execute(insert(Secret), _secret_rows(Vault(bench.secret_key), args.keys, now))
         connection.execute(insert(PollingJob), _job_rows(bench, origin, offsets, now))
-        connection.execute(insert(JobBatch), _batch_rows(args.jobs, now))
+        connection.execute(insert(JobBatch), _batch_rows(args.jobs, args.batches_per_job, now))
         for table in ("secrets", "polling_jobs", "job_batches"):
             connection.execute(
                 text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
@@ -99,32 +101,40 @@ def insert_jobs(bench: Installation) -> Schedule:
         connection.execute(text("ANALYZE polling_jobs"))
         connection.execute(text("ANALYZE job_batches"))
     took = time.monotonic() - started
+    when = (
+        "overdue by up to an hour" if args.overdue else f"spread uniformly over [{origin:%H:%M:%S}, +{args.interval}s)"
+    )
     bench.log(
-        f"inserted {args.jobs} jobs + {args.jobs} batches in {took:.2f}s; first checks spread uniformly over "
-        f"[{origin:%H:%M:%S}, +{args.interval}s) (jobs created over time), "
-        f"then every {args.interval}s on each job's grid"
+        f"inserted {args.jobs} jobs x {args.batches_per_job} batches on {args.keys} key(s) in {took:.2f}s; "
+        f"first checks {when}, then every {args.interval}s on each job's grid"
     )
     if datetime.now(UTC) > origin:
         bench.log("warning: the insert took longer than --lead; the first checks start late")
     return Schedule(origin, offsets, took)
 
 
-def _secret_rows(vault: Vault, now: datetime) -> list[dict[str, Any]]:
-    secrets = [(1, "openai", OPENAI_KEY), (2, "keboola", KEBOOLA_TOKEN)]
+def keboola_secret_id(keys: int) -> int:
+    return keys + 1
+
+
+def _secret_rows(vault: Vault, keys: int, now: datetime) -> list[dict[str, Any]]:
+    secrets = [(number + 1, f"openai-{number}", "openai", openai_key(number)) for number in range(keys)]
+    secrets.append((keboola_secret_id(keys), "keboola", "keboola", KEBOOLA_TOKEN))
     return [
-        {"id": id_, "name": kind, "type": kind, "encrypted_value": vault.encrypt(value), "created_at": now,
+        {"id": id_, "name": name, "type": kind, "encrypted_value": vault.encrypt(value), "created_at": now,
          "updated_at": now}
-        for id_, kind, value in secrets
+        for id_, name, kind, value in secrets
     ]  # fmt: skip
 
 
 def _job_rows(bench: Installation, origin: datetime, offsets: dict[int, float], now: datetime) -> list[dict[str, Any]]:
+    keys = bench.args.keys
     return [
         {
             "id": i,
             "name": f"bench job {i}",
-            "openai_secret_id": 1,
-            "keboola_secret_id": 2,
+            "openai_secret_id": key_of_job(i, keys) + 1,
+            "keboola_secret_id": keboola_secret_id(keys),
             "keboola_stack_url": bench.sim_url,
             "keboola_component_id": "kds-team.app-custom-python",
             "keboola_configuration_id": str(i),
@@ -138,12 +148,12 @@ def _job_rows(bench: Installation, origin: datetime, offsets: dict[int, float], 
     ]
 
 
-def _batch_rows(jobs: int, now: datetime) -> list[dict[str, Any]]:
+def _batch_rows(jobs: int, per_job: int, now: datetime) -> list[dict[str, Any]]:
     return [
         {
-            "id": i,
-            "job_id": i,
-            "batch_id": batch_id(i),
+            "id": index,
+            "job_id": job,
+            "batch_id": batch_id(index),
             "status": "pending",
             "request_total": 0,
             "request_completed": 0,
@@ -151,7 +161,8 @@ def _batch_rows(jobs: int, now: datetime) -> list[dict[str, Any]]:
             "created_at": now,
             "updated_at": now,
         }
-        for i in range(1, jobs + 1)
+        for job in range(1, jobs + 1)
+        for index in batches_of_job(job, per_job)
     ]
 
 
@@ -171,13 +182,14 @@ def flip_and_wait(bench: Installation) -> Flip:
     flipped: dict[int, float] = {}
     started = time.time()
 
-    def flip(index: int) -> None:
-        bench.control().set_batch_status(batch_id(index), "completed")
-        flipped[index] = time.time()
+    def flip(job: int) -> None:
+        for index in batches_of_job(job, args.batches_per_job):
+            bench.control().set_batch_status(batch_id(index), "completed")
+        flipped[job] = time.time()
 
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(flip, range(1, args.jobs + 1)))
-    bench.log(f"flipped {args.jobs} batches to completed in {time.time() - started:.1f}s; waiting for Keboola jobs")
+    bench.log(f"flipped the batches of {args.jobs} jobs in {time.time() - started:.1f}s; waiting for Keboola jobs")
     timeout = 2 * args.interval + args.trigger_timeout
     deadline = time.monotonic() + timeout
     count = select(func.count()).select_from(PollingJob).where(PollingJob.keboola_job_id.is_not(None))

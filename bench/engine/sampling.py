@@ -13,7 +13,8 @@ from sqlalchemy import text
 from bench.engine.load import Schedule
 from bench.engine.setup import Installation
 
-CHECK_ROUTE = "GET /v1/batches/{batch_id}"
+# The simulator's routes the checks use: one batch, and a page of the list (a sweep).
+REQUEST_ROUTES = {"get": "GET /v1/batches/{batch_id}", "list": "GET /v1/batches"}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _RECENT_CHECKS = text("SELECT id, last_check_at FROM polling_jobs WHERE last_check_at >= :since")
 
@@ -112,8 +113,10 @@ def cpu_snapshot(bench: Installation) -> dict[str, float]:
     return snapshot
 
 
-def checks_counter(bench: Installation) -> int:
-    return int(bench.control().counters()["requests"].get(CHECK_ROUTE, 0))
+def openai_requests(bench: Installation) -> int:
+    """Requests the simulator has answered for the checks so far: single GETs and list pages."""
+    counts = bench.control().counters()["requests"]
+    return sum(int(counts.get(route, 0)) for route in REQUEST_ROUTES.values())
 
 
 # --- the loop ------------------------------------------------------------------------------------------
@@ -126,9 +129,9 @@ class Samples:
     end_ts: float
     checks: set[tuple[int, float]] = field(default_factory=set)
     rss: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    # (time, simulator's check counter) at each interval's start, and at the end.
+    # (time, OpenAI requests so far) at each interval's start, and at the end.
     timeline: list[tuple[float, int]] = field(default_factory=list)
-    # (time, check counter) and CPU snapshots at the steady window's start and end.
+    # (time, OpenAI requests so far) and CPU snapshots at the steady window's start and end.
     counters: dict[str, tuple[float, int]] = field(default_factory=dict)
     cpu: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -160,12 +163,12 @@ def sample(bench: Installation, schedule: Schedule) -> Samples:
         now = time.time()
         if boundaries and now >= boundaries[0]:
             boundaries.pop(0)
-            samples.timeline.append((now, checks_counter(bench)))
+            samples.timeline.append((now, openai_requests(bench)))
         if "start" not in samples.counters and now >= steady_from:
-            samples.counters["start"] = (now, checks_counter(bench))
+            samples.counters["start"] = (now, openai_requests(bench))
             samples.cpu["start"] = cpu_snapshot(bench)
         if now >= samples.end_ts:
-            samples.counters["end"] = (now, checks_counter(bench))
+            samples.counters["end"] = (now, openai_requests(bench))
             samples.timeline.append(samples.counters["end"])
             samples.cpu["end"] = cpu_snapshot(bench)
             return samples

@@ -13,7 +13,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -27,7 +26,7 @@ from teckochecker.vault import generate_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = str(REPO_ROOT / "cli.py")
-OPENAI_KEY = "sk-bench-engine-0123456789abcdef"
+BULK_BATCHES = 10_000
 KEBOOLA_TOKEN = "4242-bench-engine-kbc-token-abcdef"
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379")
@@ -41,6 +40,21 @@ def free_port() -> int:
 
 def batch_id(index: int) -> str:
     return f"batch_bench_{index:06d}"
+
+
+def openai_key(number: int) -> str:
+    """The OpenAI key of the `number`-th key (0-based); each key sees only its own batches in the simulator."""
+    return f"sk-bench-engine-key{number:03d}-0123456789abcdef"
+
+
+def key_of_job(job: int, keys: int) -> int:
+    """Jobs go round the keys: job 1 on key 0, job 2 on key 1, …"""
+    return (job - 1) % keys
+
+
+def batches_of_job(job: int, per_job: int) -> range:
+    """The indices (for `batch_id`) of the batches job `job` (1-based) watches."""
+    return range((job - 1) * per_job + 1, job * per_job + 1)
 
 
 class Installation:
@@ -80,6 +94,11 @@ class Installation:
             "LOG_LEVEL": self.args.log_level,
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": str(REPO_ROOT),
+            **(
+                {"OPENAI_MAX_REQUESTS_PER_MINUTE": str(self.args.max_requests_per_minute)}
+                if self.args.max_requests_per_minute
+                else {}
+            ),
         }
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
@@ -165,21 +184,44 @@ class Installation:
 
     def start_simulator(self) -> None:
         argv = [sys.executable, CLI, "simulate", f"--port={self.port}", f"--latency-ms={self.args.latency_ms}"]
-        self.start("simulator", [*argv, f"--openai-key={OPENAI_KEY}", f"--keboola-token={KEBOOLA_TOKEN}"])
+        keys = [f"--openai-key={openai_key(number)}" for number in range(self.args.keys)]
+        self.start("simulator", [*argv, *keys, f"--keboola-token={KEBOOLA_TOKEN}"])
         self.wait_for_log("simulator", "Press Ctrl-C", timeout=30)
         self.control().configure(job_duration=1)
 
     def create_batches(self) -> None:
+        """The watched batches (jobs × batches per job, each owned by its job's key), and --unwatched ones.
+
+        By default the unwatched batches are older than the watched ones (a team's history, then its current
+        work); with --scatter the watched ones are spread evenly among them, the layout sweeps cannot serve.
+        """
+        args = self.args
         started = time.monotonic()
         # validating, then in_progress after 1 s, where it stays until flipped.
         script = [{"status": "validating", "at": 0}, {"status": "in_progress", "at": 1}]
-
-        def create(index: int) -> None:
-            self.control().create_batch(batch_id=batch_id(index), script=script)
-
-        with ThreadPoolExecutor(16) as pool:
-            list(pool.map(create, range(1, self.args.jobs + 1)))
-        self.log(f"created {self.args.jobs} batches in the simulator in {time.monotonic() - started:.1f}s")
+        watched = [
+            {"id": batch_id(index), "script": script, "owner_key": openai_key(key_of_job(job, args.keys))}
+            for job in range(1, args.jobs + 1)
+            for index in batches_of_job(job, args.batches_per_job)
+        ]
+        unwatched = [
+            {"id": f"batch_other_{n:07d}", "duration": 0, "owner_key": openai_key(n % args.keys)}
+            for n in range(args.unwatched)
+        ]
+        if args.scatter and watched:
+            every = max(1, len(unwatched) // len(watched))
+            order = []
+            for position, batch in enumerate(watched):
+                order += [*unwatched[position * every : (position + 1) * every], batch]
+            order += unwatched[len(watched) * every :]
+        else:
+            order = unwatched + watched
+        for start in range(0, len(order), BULK_BATCHES):
+            self.control().create_batches(order[start : start + BULK_BATCHES])
+        self.log(
+            f"created {len(watched)} watched and {len(unwatched)} unwatched batches "
+            f"({'scattered' if args.scatter else 'watched newest'}) in {time.monotonic() - started:.1f}s"
+        )
 
     def worker_argv(self, name: str, app: str, queue: str | None) -> list[str]:
         args = self.args

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,7 +26,8 @@ def retry_wait(attempt: int, base_seconds: float, retry_after: float | None) -> 
 
 
 GiveUp = Callable[[sessionmaker[Session], int, str, str], None]
-Defer = Callable[[sessionmaker[Session], int, str, datetime, str], None]
+# Plan the job's next attempt `wait` seconds from now (the database's now), recording `message`.
+Defer = Callable[[sessionmaker[Session], int, str, float, str], None]
 
 
 @dataclass(frozen=True)

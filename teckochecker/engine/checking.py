@@ -1,22 +1,23 @@
-"""The check: ask OpenAI about a job's unfinished batches, store what changed, and decide what is next.
+"""The check: ask OpenAI about jobs' unfinished batches, store what changed, and decide what is next.
 
 No database transaction stays open during an HTTP call: the lease says who may work on the job, and
 each write is guarded by the lease token. A transient failure is raised to the caller (the Celery task
 decides about retries); a permanent one is recorded here with a message a person can act on.
 
-This is the engine's hot path (every active job, every interval). Beat hands jobs out in small groups
-that share one lease token (one task), and a group is checked with a few prepared Core statements on
-the tables rather than ORM objects: two short transactions of two to four statements, whatever the
-group's size.
+This is the engine's hot path (every active job, every interval). Beat hands jobs out in groups that share
+one lease token (one task), and a group is checked with a few prepared Core statements on the tables rather
+than ORM objects: two short transactions, whatever the group's size. Its batches are refreshed per key,
+with one GET each or by a list sweep (see `sweeping`), within the key's request budget (see `keys`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -24,22 +25,37 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
+from teckochecker.engine.sweeping import SWEEP_MIN_WANTED, SweepResult, record_sweep, sweep
 from teckochecker.logs import log_context
-from teckochecker.models import BATCH_NOT_FOUND, BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, PollingJob, Secret
+from teckochecker.models import (
+    BATCH_NOT_FOUND,
+    BATCH_TERMINAL_STATUSES,
+    JobBatch,
+    JobStatus,
+    OpenAIKeyState,
+    PollingJob,
+    Secret,
+)
 from teckochecker.services.events import record_events
 from teckochecker.vault import Vault
 
 logger = logging.getLogger(__name__)
 OpenAIClientFactory = Callable[[str], OpenAIBatchClient]
 AUTH_STATUSES = frozenset({401, 403})
+# Requests taken from a key's budget at a time for single GETs: one budget write per handful of calls.
+BUDGET_CHUNK = 8
+# A 429 without Retry-After pauses the key for the fleet this long.
+DEFAULT_429_PAUSE_SECONDS = 5.0
 
 _jobs = PollingJob.__table__
 _batches = JobBatch.__table__
 _secrets = Secret.__table__
+_states = OpenAIKeyState.__table__
 _JOB_STATE = (
     _jobs.c.status,
     _jobs.c.last_error,
@@ -48,13 +64,25 @@ _JOB_STATE = (
     _jobs.c.next_check_at,
     *leases.COLUMNS,
 )
-# Locks the rows and reads the jobs' state, only where we hold the lease.
-_HOLD = leases.hold_statement(_jobs.c.id, *_JOB_STATE)
-# What a check needs before it calls OpenAI: each job's key (still encrypted) and its batches' ids and status.
+# Locks the rows and reads the jobs' state, only where we hold the lease; writes it back.
+_HELD = leases.HeldRows(*_JOB_STATE)
+# What a check needs before it calls OpenAI: each job's key (still encrypted), what the fleet knows about the
+# key, and its batches' ids, status and creation time.
 _WORK = (
-    select(_jobs.c.id, _secrets.c.name, _secrets.c.encrypted_value, _batches.c.batch_id, _batches.c.status)
+    select(
+        _jobs.c.id,
+        _secrets.c.id.label("key_id"),
+        _secrets.c.name,
+        _secrets.c.encrypted_value,
+        _states.c.sweep_mode,
+        _states.c.blocked_until,
+        _batches.c.batch_id,
+        _batches.c.status,
+        _batches.c.openai_created_at,
+    )
     .select_from(_jobs)
     .join(_secrets, _secrets.c.id == _jobs.c.openai_secret_id)
+    .outerjoin(_states, _states.c.secret_id == _secrets.c.id)
     .outerjoin(_batches, _batches.c.job_id == _jobs.c.id)
     .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)))
     .order_by(_jobs.c.id, _batches.c.id)
@@ -67,6 +95,7 @@ _BATCH_FIELDS = (
     "output_file_id",
     "error_file_id",
     "finished_at",
+    "openai_created_at",
 )
 _BATCH_ROWS = select(
     _batches.c.id, _batches.c.job_id, _batches.c.batch_id, *(_batches.c[name] for name in _BATCH_FIELDS)
@@ -76,11 +105,6 @@ _SAVE_BATCH = (
     update(_batches)
     .where(_batches.c.id == bindparam("row_id"))
     .values(**{name: bindparam(f"new_{name}") for name in _BATCH_FIELDS})
-)
-_SAVE_JOB = (
-    update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"))
-    .values(**{column.name: bindparam(f"new_{column.name}") for column in _JOB_STATE})
 )
 
 
@@ -100,22 +124,40 @@ class CheckOutcome:
 SKIPPED_OUTCOME = CheckOutcome(ran=False, outcome=Outcome.SKIPPED)
 
 
-@dataclass(frozen=True)
-class _Observation:
-    batch_id: str
-    batch: Batch | None  # None: OpenAI says the batch does not exist
+@dataclass
+class RefreshStats:
+    """What a check cost: OpenAI requests by kind (`get`, `list`) and batches refreshed by method."""
+
+    requests: Counter[str] = field(default_factory=Counter)
+    refreshed: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
-class _Work:
-    """One job's part of a check: its key, the batches to ask about, and what OpenAI said."""
+class _KeyWork:
+    """The part of a group that uses one OpenAI key: its jobs' pending batches, and what OpenAI said."""
 
-    job_id: int
+    key_id: int
     secret: str
     encrypted_key: str
-    pending: list[str]
-    observations: list[_Observation] = field(default_factory=list)
-    failure: ServiceError | None = None
+    sweep_mode: bool
+    blocked_until: datetime | None
+    pending: dict[int, list[str]] = field(default_factory=dict)
+    created_at: dict[str, int | None] = field(default_factory=dict)
+    observed: dict[str, Batch | None] = field(default_factory=dict)  # None: OpenAI says it does not exist
+    failures: dict[str, ServiceError] = field(default_factory=dict)
+    over_budget: set[str] = field(default_factory=set)
+    sweep: SweepResult | None = None
+    sweep_seconds: float = 0.0
+    # After a 429: how long the whole fleet leaves this key alone.
+    pause_seconds: float | None = None
+
+    def wanted(self) -> list[str]:
+        """Every pending batch once, in the jobs' order."""
+        return list(dict.fromkeys(batch_id for batch_ids in self.pending.values() for batch_id in batch_ids))
+
+    def unasked(self) -> list[str]:
+        done = self.observed.keys() | self.failures.keys() | self.over_budget
+        return [batch_id for batch_id in self.wanted() if batch_id not in done]
 
 
 @dataclass
@@ -140,14 +182,12 @@ class _HeldJob:
 
 
 def _hold(session: Session, job_ids: Collection[int], token: str) -> list[_HeldJob]:
-    rows = session.execute(_HOLD, {"job_ids": list(job_ids), "token": token})
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": token})
     return sorted((_HeldJob(*row) for row in rows), key=lambda job: job.id)
 
 
 def _save(session: Session, jobs: list[_HeldJob]) -> None:
-    rows = [{"job_id": job.id, **{f"new_{c.name}": getattr(job, c.name) for c in _JOB_STATE}} for job in jobs]
-    if rows:
-        session.execute(_SAVE_JOB, rows)
+    _HELD.save(session, jobs)
     record_events(session, [(job.id, kind, message) for job in jobs for kind, message in job.events])
 
 
@@ -156,11 +196,10 @@ def _describe(batch: dict[str, Any]) -> str:
     return f"{batch['batch_id']} is {batch['status']} ({counts})"
 
 
-def _observed_values(observation: _Observation, previous: dict[str, Any], now: datetime) -> dict[str, Any]:
-    if observation.batch is None:
+def _observed_values(found: Batch | None, previous: dict[str, Any], now: datetime) -> dict[str, Any]:
+    if found is None:
         values = {**previous, "status": BATCH_NOT_FOUND}
     else:
-        found = observation.batch
         values = {
             **previous,
             "status": found.status,
@@ -169,6 +208,7 @@ def _observed_values(observation: _Observation, previous: dict[str, Any], now: d
             "request_failed": found.request_counts.failed,
             "output_file_id": found.output_file_id,
             "error_file_id": found.error_file_id,
+            "openai_created_at": found.created_at,
         }
     if values["status"] in BATCH_TERMINAL_STATUSES and values["finished_at"] is None:
         values["finished_at"] = now
@@ -176,21 +216,22 @@ def _observed_values(observation: _Observation, previous: dict[str, Any], now: d
 
 
 def _apply(
-    job: _HeldJob, rows: dict[str, dict[str, Any]], observations: list[_Observation], now: datetime
+    job: _HeldJob, rows: dict[str, dict[str, Any]], observed: dict[str, Batch | None], now: datetime
 ) -> list[dict[str, Any]]:
     """Apply what OpenAI said to the job's batch rows (in place); returns the rows to write."""
     changed = []
-    for observation in observations:
-        previous = rows[observation.batch_id]
-        current = _observed_values(observation, previous, now)
+    for batch_id, previous in list(rows.items()):
+        if batch_id not in observed:
+            continue
+        current = _observed_values(observed[batch_id], previous, now)
         if current == previous:
             continue
-        rows[observation.batch_id] = current
+        rows[batch_id] = current
         changed.append({"row_id": current["id"], **{f"new_{name}": current[name] for name in _BATCH_FIELDS}})
         if current["status"] != previous["status"]:
             message = f"{_describe(current)} (was {previous['status']})"
             job.record("batch_status", message)
-            with log_context(job_id=job.id, batch_id=observation.batch_id):
+            with log_context(job_id=job.id, batch_id=batch_id):
                 logger.info("%s", message)
     return changed
 
@@ -212,97 +253,193 @@ def run_checks(
     job_ids: Sequence[int],
     token: str,
     *,
-    clock: Callable[[], datetime] = utcnow,
+    budget: RequestBudget | None = None,
+    stats: RefreshStats | None = None,
 ) -> dict[int, CheckOutcome]:
     """Check a group of jobs handed out together under the lease `token`; one outcome per job id.
 
     The group shares its transactions: one to renew the leases and read what to ask, one to store what
-    OpenAI said, whatever the group's size. The calls to OpenAI are made one after another.
+    OpenAI said, whatever the group's size.
     """
+    budget = budget or RequestBudget(None)
+    stats = stats if stats is not None else RefreshStats()
     with session_scope(sessions) as session:
-        held = leases.renew(session, job_ids, token, now=clock(), status=JobStatus.ACTIVE.value)
-        work = _read_work(session, held) if held else []
+        now = database_now(session)
+        held = leases.renew(session, job_ids, token, now=now, status=JobStatus.ACTIVE.value)
+        keys = _read_work(session, held, now) if held else []
     outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
-    works = _ask_openai(sessions, vault, openai_client, work, token, clock)
-    if not works:
+    lease = _LeaseKeeper(sessions, token, {job_id for key in keys for job_id in key.pending})
+    for key in keys:
+        _refresh(sessions, vault, openai_client, key, lease, budget, stats)
+    if not lease.ours:
         return outcomes
-
     # What was learned before a failure is stored either way.
     with session_scope(sessions) as session:
-        jobs = _hold(session, list(works), token)
+        now = database_now(session)
+        jobs = _hold(session, lease.ours, token)
         rows: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in session.execute(_BATCH_ROWS, {"job_ids": [job.id for job in jobs]}):
             rows[row.job_id][row.batch_id] = row._asdict()
-        now = clock()
+        key_of = {job_id: key for key in keys for job_id in key.pending}
         changed = []
         for job in jobs:
-            job_work = works[job.id]
-            changed += _apply(job, rows[job.id], job_work.observations, now)
-            job.last_check_at = now
-            statuses = [row["status"] for row in rows[job.id].values()]
-            outcomes[job.id] = _conclude(job, statuses, job_work.secret, job_work.failure, now)
+            key = key_of[job.id]
+            changed += _apply(job, rows[job.id], key.observed, now)
+            outcomes[job.id] = _conclude(job, rows[job.id], key, now)
         if changed:
             session.execute(_SAVE_BATCH, changed)
         _save(session, jobs)
+        for key in keys:
+            _remember(session, key, now)
     return outcomes
 
 
-def _read_work(session: Session, job_ids: Collection[int]) -> list[_Work]:
-    works: dict[int, _Work] = {}
+def _read_work(session: Session, job_ids: Collection[int], now: datetime) -> list[_KeyWork]:
+    keys: dict[int, _KeyWork] = {}
     for row in session.execute(_WORK, {"job_ids": list(job_ids)}):
-        work = works.get(row.id) or works.setdefault(row.id, _Work(row.id, row.name, row.encrypted_value, []))
+        key = keys.get(row.key_id)
+        if key is None:
+            paused = row.blocked_until if row.blocked_until is not None and row.blocked_until > now else None
+            key = keys[row.key_id] = _KeyWork(row.key_id, row.name, row.encrypted_value, bool(row.sweep_mode), paused)
+        pending = key.pending.setdefault(row.id, [])
         if row.batch_id is not None and row.status not in BATCH_TERMINAL_STATUSES:
-            work.pending.append(row.batch_id)
-    return list(works.values())
+            pending.append(row.batch_id)
+            key.created_at[row.batch_id] = row.openai_created_at
+    return list(keys.values())
 
 
-def _ask_openai(
+class _LeaseKeeper:
+    """Renews the group's leases as time passes during the calls; knows which jobs are still ours."""
+
+    def __init__(self, sessions: sessionmaker[Session], token: str, job_ids: set[int]) -> None:
+        self.sessions = sessions
+        self.token = token
+        self.ours = job_ids
+        self._renewed_at = time.monotonic()
+
+    def keep(self) -> bool:
+        """Renew if a third of the lease has passed; False once no job of the group is ours any more."""
+        if time.monotonic() - self._renewed_at > leases.RUN_LEASE.total_seconds() / 3:
+            with session_scope(self.sessions) as session:
+                now = database_now(session)
+                self.ours = leases.renew(session, self.ours, self.token, now=now, status=JobStatus.ACTIVE.value)
+            self._renewed_at = time.monotonic()
+        return bool(self.ours)
+
+
+class _Spender:
+    """Takes requests from a key's budget a chunk at a time, renewing leases on the way."""
+
+    def __init__(self, sessions: sessionmaker[Session], key: _KeyWork, lease: _LeaseKeeper, budget: RequestBudget):
+        self.sessions, self.key, self.lease, self.budget = sessions, key, lease, budget
+        self._granted = 0
+
+    def spend(self, planned: int = 1) -> bool:
+        if not self.lease.keep():
+            return False
+        if self._granted == 0:
+            if self.budget.per_minute is None and self.key.blocked_until is None:
+                self._granted = planned
+            else:
+                with session_scope(self.sessions) as session:
+                    now = database_now(session)
+                    self._granted = self.budget.take(session, self.key.key_id, planned, now)
+            if self._granted == 0:
+                return False
+        self._granted -= 1
+        return True
+
+
+def _refresh(
     sessions: sessionmaker[Session],
     vault: Vault,
     openai_client: OpenAIClientFactory,
-    works: list[_Work],
-    token: str,
-    clock: Callable[[], datetime],
-) -> dict[int, _Work]:
-    """Ask about every pending batch, renewing the leases as time passes; returns the work still ours."""
-    ours = {work.job_id: work for work in works}
-    # A group shares one key as a rule: decrypt it once, and keep the plaintext only for this call.
-    clients: dict[str, OpenAIBatchClient] = {}
-    renewed_at = clock()
-    for work in works:
-        if work.job_id not in ours:
-            continue
-        client = clients.get(work.encrypted_key)
-        if client is None:
-            client = clients[work.encrypted_key] = openai_client(
-                vault.decrypt(work.encrypted_key, secret_name=work.secret)
-            )
-        for batch_id in work.pending:
-            if clock() - renewed_at > leases.RUN_LEASE / 3:
-                with session_scope(sessions) as session:
-                    still_ours = leases.renew(session, list(ours), token, now=clock(), status=JobStatus.ACTIVE.value)
-                ours = {job_id: work for job_id, work in ours.items() if job_id in still_ours}
-                renewed_at = clock()
-                if work.job_id not in ours:
-                    break
-            try:
-                with log_context(job_id=work.job_id, batch_id=batch_id):
-                    work.observations.append(_Observation(batch_id, client.get_batch(batch_id)))
-            except PermanentError as error:
-                if error.status == 404:
-                    work.observations.append(_Observation(batch_id, None))
-                    continue
-                work.failure = error
-                break
-            except TransientError as error:
-                work.failure = error
-                break
-    return ours
+    key: _KeyWork,
+    lease: _LeaseKeeper,
+    budget: RequestBudget,
+    stats: RefreshStats,
+) -> None:
+    """Ask OpenAI about the key's pending batches: a sweep when the key is swept and enough are wanted, then
+    one GET for each batch still unknown. Records observations, failures and what the budget did not allow."""
+    wanted = key.wanted()
+    if not wanted:
+        return
+    # The plaintext key lives only for this call.
+    client = openai_client(vault.decrypt(key.encrypted_key, secret_name=key.secret))
+    spender = _Spender(sessions, key, lease, budget)
+    if key.sweep_mode and len(wanted) >= SWEEP_MIN_WANTED:
+        _sweep(client, key, spender, stats)
+    if not _stopped_by(key):
+        _single_gets(client, key, spender, stats)
+    for batch_id in key.unasked():
+        key.over_budget.add(batch_id)
 
 
-def _conclude(
-    job: _HeldJob, statuses: list[str], secret: str, failure: ServiceError | None, now: datetime
-) -> CheckOutcome:
+def _sweep(client: OpenAIBatchClient, key: _KeyWork, spender: _Spender, stats: RefreshStats) -> None:
+    wanted = key.wanted()
+    created = [key.created_at.get(batch_id) for batch_id in wanted]
+    oldest = None if any(value is None for value in created) else min(created)  # type: ignore[type-var]
+    started = time.monotonic()
+    result = sweep(lambda after: client.list_batches(after=after), wanted, oldest, spend=spender.spend)
+    key.sweep, key.sweep_seconds = result, time.monotonic() - started
+    key.observed.update(result.found)
+    stats.requests["list"] += result.pages
+    stats.refreshed["sweep"] += len(result.found)
+    if result.failure is not None:
+        _note_failure(key, result.failure, wanted)
+
+
+def _stopped_by(key: _KeyWork) -> bool:
+    """A failure that ends every further call with this key: it was rejected, or OpenAI asked us to wait."""
+    return any(
+        isinstance(error, PermanentError) and error.status in AUTH_STATUSES for error in key.failures.values()
+    ) or any(isinstance(error, TransientError) and error.status == 429 for error in key.failures.values())
+
+
+def _single_gets(client: OpenAIBatchClient, key: _KeyWork, spender: _Spender, stats: RefreshStats) -> None:
+    unasked = key.unasked()
+    for position, batch_id in enumerate(unasked):
+        if not spender.spend(min(BUDGET_CHUNK, len(unasked) - position)):
+            return
+        stats.requests["get"] += 1
+        try:
+            with log_context(batch_id=batch_id):
+                key.observed[batch_id] = client.get_batch(batch_id)
+            stats.refreshed["single"] += 1
+        except PermanentError as error:
+            if error.status == 404:
+                key.observed[batch_id] = None
+                continue
+            _note_failure(key, error, [batch_id])
+        except TransientError as error:
+            _note_failure(key, error, [batch_id])
+        if _stopped_by(key):
+            return
+
+
+def _note_failure(key: _KeyWork, error: ServiceError, batch_ids: list[str]) -> None:
+    """A failure for these batches; a rejected key or a 429 also stands for every batch not yet asked."""
+    for batch_id in batch_ids:
+        key.failures.setdefault(batch_id, error)
+    if isinstance(error, TransientError) and error.status == 429:
+        key.pause_seconds = error.retry_after if error.retry_after is not None else DEFAULT_429_PAUSE_SECONDS
+    if _stopped_by(key):
+        for batch_id in key.unasked():
+            key.failures[batch_id] = error
+
+
+def _remember(session: Session, key: _KeyWork, now: datetime) -> None:
+    """What this check taught the fleet about the key: how the sweep went, and a 429's pause."""
+    if key.sweep is not None:
+        record_sweep(session, key.key_id, key.sweep, key.sweep_seconds, now)
+    if key.pause_seconds is not None:
+        pause_key(session, key.key_id, now + timedelta(seconds=key.pause_seconds))
+
+
+def _conclude(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now: datetime) -> CheckOutcome:
+    pending = key.pending.get(job.id, [])
+    failure = next((key.failures[batch_id] for batch_id in pending if batch_id in key.failures), None)
+    job.last_check_at = now
     if isinstance(failure, TransientError):
         # The lease stays: the caller either retries under it or gives up and releases it.
         return CheckOutcome(ran=True, outcome=Outcome.TRANSIENT_ERROR, failure=failure)
@@ -312,17 +449,21 @@ def _conclude(
         return CheckOutcome(ran=True)
     if isinstance(failure, PermanentError):
         if failure.status in AUTH_STATUSES:
-            _fail_on_rejected_key(job, secret, failure)
+            _fail_on_rejected_key(job, key.secret, failure)
         else:
             _record_failure(job, f"OpenAI refused the check: {failure}")
         leases.release(job)
         return CheckOutcome(ran=True, outcome=Outcome.REFUSED)
+    leases.release(job)
+    if any(batch_id in key.over_budget for batch_id in pending):
+        # The budget (or a fleet-wide pause after a 429) left some batches unasked: they are asked at the
+        # job's next slot, which the claim has already planned.
+        return CheckOutcome(ran=True, outcome=Outcome.OVER_BUDGET)
     job.last_success_at = now
     if job.last_error is not None:
         job.record("recovered", "Checks succeed again")
         job.last_error = None
-    leases.release(job)
-    if all(status in BATCH_TERMINAL_STATUSES for status in statuses):
+    if all(row["status"] in BATCH_TERMINAL_STATUSES for row in rows.values()):
         # The compare-and-set: only the check holding the lease of an active job gets here. Beat hands the
         # job to one trigger task at its next tick, under a new lease and within the trigger queue's cap.
         job.status = JobStatus.TRIGGERING.value
@@ -348,9 +489,10 @@ def give_up_check(sessions: sessionmaker[Session], job_id: int, token: str, mess
             _save(session, [job])
 
 
-def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, until: datetime, message: str) -> None:
+def defer_check(sessions: sessionmaker[Session], job_id: int, token: str, wait: float, message: str) -> None:
     """OpenAI asked for a wait too long for the broker: record it and plan the next check after it."""
     with session_scope(sessions) as session:
+        until = database_now(session) + timedelta(seconds=wait)
         for job in _hold(session, [job_id], token):
             _record_failure(job, message)
             if job.status == JobStatus.ACTIVE:

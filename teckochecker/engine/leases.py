@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.models import JobStatus, PollingJob
 
 # How long a worker may go without renewing its lease: one HTTP call with room to spare (the clients'
@@ -72,6 +72,29 @@ def hold_statement(*returning: ColumnElement[Any]) -> Update:
 _HOLD = hold_statement(_jobs.c.id)
 
 
+class HeldRows:
+    """The statements for jobs' rows that a worker holds under its lease: lock and read `columns` (with the
+    id first), change them in memory, then write them back in one executemany. `columns` must include the
+    lease's COLUMNS, so that releasing a row in memory (`release`) is written with the rest."""
+
+    def __init__(self, *columns: ColumnElement[Any]) -> None:
+        self.columns = columns
+        self.hold = hold_statement(_jobs.c.id, *columns)
+        # Parameters named after their columns are reserved by SQLAlchemy in SET clauses, hence the prefix.
+        self._save = (
+            update(_jobs)
+            .where(_jobs.c.id == bindparam("job_id"))
+            .values(**{column.name: bindparam(f"new_{column.name}") for column in columns})
+        )
+
+    def save(self, session: Session, rows: Collection[Any]) -> None:
+        if rows:
+            values = [
+                {"job_id": row.id, **{f"new_{c.name}": getattr(row, c.name) for c in self.columns}} for row in rows
+            ]
+            session.execute(self._save, values)
+
+
 def new_token() -> str:
     return str(uuid.uuid4())
 
@@ -103,7 +126,8 @@ def extend_lease_for_retry(
     False when the job moved on meanwhile (paused, edited, handed out again).
     """
     with session_scope(sessions) as session:
-        renewed = renew(session, [job_id], token, now=utcnow(), status=status.value, extra=wait + RUN_LEASE)
+        now = database_now(session)
+        renewed = renew(session, [job_id], token, now=now, status=status.value, extra=wait + RUN_LEASE)
         return job_id in renewed
 
 

@@ -13,7 +13,9 @@ class Outcome(enum.StrEnum):
     # Checks.
     CHECKED = "checked"
     ALL_FINISHED = "all_finished"  # every batch has finished: the job moves to `triggering`
+    OVER_BUDGET = "over_budget"  # the key's request budget (or a 429 pause) left batches for the next slot
     # Trigger runs.
+    STARTED = "started"  # the Keboola job was started, or found where an earlier attempt started it
     WAITING_FOR_SEARCH = "waiting_for_search"  # Keboola's job search may not show an earlier attempt yet
     FOLLOWING = "following"  # the Keboola job runs; looked at again later
     FINISHED_SUCCESS = "finished_success"

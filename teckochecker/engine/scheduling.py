@@ -2,104 +2,170 @@
 
 The database is the source of truth and broker messages are only hints. A due job is claimed by an
 atomic, guarded UPDATE, so two dispatchers never hand out the same job; a claim moves `next_check_at`
-along the job's own grid (no drift, missed slots skipped) and sets a lease, so a lost message delays the
-job by at most one interval, never loses it.
+along the job's own grid (no drift) and sets a lease, so a lost message delays the job by at most one
+interval, never loses it. Time is the database's (`db.database_now`), so dispatchers and workers whose
+clocks disagree still agree on what is due and who holds it.
 
-On PostgreSQL one statement claims a whole batch (`UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
-RETURNING`), with the grid arithmetic in SQL: beat stays cheap at thousands of claims a second. SQLite
-(the embedded single-machine default) has no row locks: there each job is claimed by its own guarded
-UPDATE, with the same grid rule computed by `plan_next_check`.
+Three actions: check an active job; start the Keboola job of a job whose batches have all finished; follow
+a Keboola job that runs. Each is handed out in groups that share one lease token (one task): checks of one
+OpenAI key up to CHECK_GROUP_SIZE, trigger runs of one Keboola token up to START_GROUP_SIZE and
+FOLLOW_GROUP_SIZE.
+
+A key whose batches are refreshed by list sweeps (see `sweeping`) is handed out differently: once one of
+its jobs is due within the sweep's lead time, every job of that key due within SWEEP_WINDOW of an interval
+is claimed at once, as one group, so one sweep checks them all. Those jobs are checked a little early,
+never late, and keep their own grids.
+
+On PostgreSQL one statement claims a whole batch (`… FOR UPDATE SKIP LOCKED`), with the grid arithmetic in
+SQL: beat stays cheap at thousands of claims a second. SQLite (the embedded single-machine default) has no
+row locks: there each job is claimed by its own guarded UPDATE, with the same rules computed in Python.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Uuid, bindparam, case, cast, extract, func, select, update
+from sqlalchemy import Boolean, Float, Integer, String, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from teckochecker.db import UTCDateTime
 from teckochecker.engine import leases
-from teckochecker.models import JobStatus, PollingJob
+from teckochecker.models import JobStatus, OpenAIKeyState, PollingJob
 
 CHECK = "check"
-TRIGGER = "trigger"
-# A trigger message waits in its own, short queue; this covers that wait and the Keboola call.
-TRIGGER_DISPATCH_LEASE = timedelta(seconds=120)
-DISPATCH_BATCH_LIMIT = 1000
+START = "start"
+FOLLOW = "follow"
+ACTIONS = (CHECK, START, FOLLOW)
+# A start message waits in the short trigger queue; this covers that wait and the Keboola calls of a group.
+START_LEASE = timedelta(seconds=120)
+FOLLOW_LEASE = timedelta(seconds=60)
+DISPATCH_BATCH_LIMIT = 5000
 # Checks of jobs that share an OpenAI key go out together, up to this many per task and lease token: a
-# task costs a worker about as much CPU as the check itself, and a group shares its two transactions.
-# The group's calls to OpenAI are made one after another, so the last job of a group is checked up to
-# (size - 1) calls later than its slot.
+# task costs a worker about as much CPU as the check itself, and a group shares its transactions. The
+# group's single GETs are made one after another, so its last job is checked up to (size - 1) calls late.
 CHECK_GROUP_SIZE = 8
+# A sweep checks every job of its key in the window at once: its pages cover the key's whole list anyway,
+# so a window cut in two would be swept twice. Beyond this many (within the drivers' bind-parameter
+# limits) a window does go out as several sweeps.
+SWEEP_GROUP_SIZE = 20_000
+# How far ahead of a job's slot a sweep may check it, as a share of the job's interval. Sweeping a key
+# about 1/SWEEP_WINDOW times per interval keeps its requests near 1/25 of its watched batches.
+SWEEP_WINDOW = 0.25
+START_GROUP_SIZE = 16
+FOLLOW_GROUP_SIZE = 50
+GROUP_SIZES = {CHECK: CHECK_GROUP_SIZE, START: START_GROUP_SIZE, FOLLOW: FOLLOW_GROUP_SIZE}
+LEASES = {START: START_LEASE, FOLLOW: FOLLOW_LEASE}
 
 _jobs = PollingJob.__table__
-_now = bindparam("now", type_=UTCDateTime())
-_STATUS_OF = {CHECK: JobStatus.ACTIVE.value, TRIGGER: JobStatus.TRIGGERING.value}
-_DUE = (
-    _jobs.c.status.in_(bindparam("statuses", expanding=True)),
-    _jobs.c.next_check_at <= _now,
-    leases.is_free(_now),
+_keys = OpenAIKeyState.__table__
+
+# PostgreSQL: one statement locks up to `limit` claimable rows (skipping rows another dispatcher holds),
+# numbers them into groups, and claims them. A group's token is derived from the claim's own random id,
+# the action, the key and the group number, so every row of a group gets the same token. The next slot of
+# a check is the first slot on its grid at least half an interval after now, as in `plan_next_check`.
+_CLAIM_MANY = (
+    text(
+        """
+WITH sweeping AS (
+    SELECT k.secret_id, k.sweep_lead_seconds AS lead
+    FROM openai_key_states AS k
+    WHERE k.sweep_mode AND EXISTS (
+        SELECT 1 FROM polling_jobs AS d
+        WHERE d.openai_secret_id = k.secret_id AND d.status = 'active'
+          AND d.next_check_at <= :now + make_interval(secs => k.sweep_lead_seconds)
+          AND (d.lease_until IS NULL OR d.lease_until <= :now))
+),
+locked AS (
+    SELECT j.id, j.next_check_at, j.poll_interval_seconds,
+           CASE WHEN j.status = 'active' THEN 'check'
+                WHEN j.keboola_job_id IS NULL THEN 'start' ELSE 'follow' END AS action,
+           CASE WHEN j.status = 'active' THEN j.openai_secret_id ELSE j.keboola_secret_id END AS group_key,
+           s.secret_id IS NOT NULL AS swept
+    FROM polling_jobs AS j
+    LEFT JOIN sweeping AS s ON s.secret_id = j.openai_secret_id AND j.status = 'active'
+    WHERE (j.lease_until IS NULL OR j.lease_until <= :now)
+      AND ((j.status = 'active' AND :checks AND (CASE WHEN s.secret_id IS NULL THEN :plain ELSE :swept END))
+           OR (j.status = 'triggering' AND j.keboola_job_id IS NULL AND :starts)
+           OR (j.status = 'triggering' AND j.keboola_job_id IS NOT NULL AND :follows))
+      AND (j.next_check_at <= :now
+           OR (s.secret_id IS NOT NULL
+               AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)))
+    ORDER BY j.next_check_at
+    LIMIT :limit
+    FOR UPDATE OF j SKIP LOCKED
+),
+grouped AS (
+    SELECT locked.*,
+           (row_number() OVER (PARTITION BY action, group_key, swept ORDER BY next_check_at) - 1)
+           / CASE WHEN swept THEN :sweep_group ELSE (CASE action WHEN 'check' THEN :check_group
+                                                                WHEN 'start' THEN :start_group
+                                                                ELSE :follow_group END) END AS group_number
+    FROM locked
 )
+UPDATE polling_jobs AS j
+SET next_check_at = CASE WHEN g.action = 'check' THEN
+        g.next_check_at + make_interval(secs => g.poll_interval_seconds * GREATEST(1, CEIL(
+            (EXTRACT(EPOCH FROM :now - g.next_check_at) + g.poll_interval_seconds / 2.0) / g.poll_interval_seconds)))
+        ELSE g.next_check_at END,
+    lease_token = md5(:claim || '/' || g.action || '/' || g.group_key || '/' || g.group_number)::uuid::text,
+    lease_until = :now + make_interval(secs => CASE g.action WHEN 'check' THEN g.poll_interval_seconds
+                                                             WHEN 'start' THEN :start_lease
+                                                             ELSE :follow_lease END)
+FROM grouped AS g
+WHERE j.id = g.id
+RETURNING j.id, g.action, j.lease_token, g.next_check_at, g.poll_interval_seconds
+"""
+    )
+    .bindparams(
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("checks", type_=Boolean()),
+        bindparam("plain", type_=Boolean()),
+        bindparam("swept", type_=Boolean()),
+        bindparam("starts", type_=Boolean()),
+        bindparam("follows", type_=Boolean()),
+        bindparam("window", type_=Float()),
+        bindparam("claim", type_=String()),
+    )
+    .columns(id=Integer, action=String, lease_token=String, next_check_at=UTCDateTime(), poll_interval_seconds=Integer)
+)
+
+# SQLite: the candidates, then one guarded UPDATE per job; the guard fails if another dispatcher claimed it.
 _CANDIDATES = (
-    select(_jobs.c.id, _jobs.c.status, _jobs.c.next_check_at, _jobs.c.poll_interval_seconds, _jobs.c.openai_secret_id)
-    .where(*_DUE)
+    select(
+        _jobs.c.id,
+        _jobs.c.status,
+        _jobs.c.keboola_job_id,
+        _jobs.c.next_check_at,
+        _jobs.c.poll_interval_seconds,
+        _jobs.c.openai_secret_id,
+        _jobs.c.keboola_secret_id,
+    )
+    .where(
+        _jobs.c.status.in_(bindparam("statuses", expanding=True)),
+        _jobs.c.next_check_at <= bindparam("horizon", type_=UTCDateTime()),
+        leases.is_free(bindparam("now", type_=UTCDateTime())),
+    )
     .order_by(_jobs.c.next_check_at)
     .limit(bindparam("limit"))
 )
-# SQLite: one guarded UPDATE per job; the guard fails if another dispatcher claimed the job meanwhile.
+_SWEEPING_KEYS = select(_keys.c.secret_id, _keys.c.sweep_lead_seconds).where(_keys.c.sweep_mode.is_(True))
 _CLAIM_ONE = (
     update(_jobs)
-    .where(_jobs.c.id == bindparam("job_id"), _jobs.c.next_check_at == bindparam("planned", type_=UTCDateTime()), *_DUE)
+    .where(
+        _jobs.c.id == bindparam("job_id"),
+        _jobs.c.next_check_at == bindparam("planned", type_=UTCDateTime()),
+        leases.is_free(bindparam("now", type_=UTCDateTime())),
+    )
     .values(
         next_check_at=bindparam("new_next_check_at", type_=UTCDateTime()),
         **leases.grant(bindparam("new_lease_token"), bindparam("new_lease_until", type_=UTCDateTime())),
     )
     .returning(_jobs.c.id)
 )
-
-
-def _seconds(amount):
-    return func.make_interval(0, 0, 0, 0, 0, 0, amount)
-
-
-def _claim_many_statement():
-    """PostgreSQL: lock up to `limit` due rows (skipping rows another dispatcher holds) and claim them at once.
-
-    Checks of one key are numbered into groups of CHECK_GROUP_SIZE; a group's token is derived from the
-    claim's own random id, the key and the group number, so every row of a group gets the same token.
-    """
-    locked = _CANDIDATES.with_for_update(skip_locked=True).subquery("locked")
-    # PostgreSQL refuses window functions beside FOR UPDATE, hence the second level.
-    position = func.row_number().over(
-        partition_by=(locked.c.openai_secret_id, locked.c.status), order_by=locked.c.next_check_at
-    )
-    due = select(locked, ((position - 1) // CHECK_GROUP_SIZE).label("group_number")).subquery("due")
-    claim = bindparam("claim", type_=String)
-    group_token = func.md5(func.concat(claim, "/", due.c.openai_secret_id, "/", due.c.group_number))
-    is_check = _jobs.c.status == JobStatus.ACTIVE.value
-    interval = _jobs.c.poll_interval_seconds
-    # The first slot after now on the grid planned + k × interval: the same rule as plan_next_check.
-    steps = func.floor(extract("epoch", _now - due.c.next_check_at) / interval) + 1
-    return (
-        update(_jobs)
-        .where(_jobs.c.id == due.c.id)
-        .values(
-            next_check_at=case((is_check, due.c.next_check_at + _seconds(steps * interval)), else_=due.c.next_check_at),
-            **leases.grant(
-                case((is_check, cast(cast(group_token, Uuid), String)), else_=cast(func.gen_random_uuid(), String)),
-                _now + _seconds(case((is_check, interval), else_=TRIGGER_DISPATCH_LEASE.total_seconds())),
-            ),
-        )
-        .returning(_jobs.c.id, _jobs.c.status, leases.TOKEN_COLUMN, due.c.next_check_at, interval)
-    )
-
-
-_CLAIM_MANY = _claim_many_statement()
 
 
 @dataclass(frozen=True)
@@ -135,55 +201,152 @@ def group_claims(claims: list[Claim]) -> list[Dispatch]:
 
 
 def plan_next_check(planned: datetime, interval_seconds: int, now: datetime) -> datetime:
-    """The first slot after `now` on the grid planned + k × interval: no drift, missed slots skipped."""
-    if planned > now:
-        return planned
-    elapsed = (now - planned).total_seconds()
-    steps = math.floor(elapsed / interval_seconds) + 1
+    """The first slot on the grid planned + k × interval (k ≥ 1) at least half an interval after `now`.
+
+    No drift: the grid is the job's own. A check that runs late (after an outage, say) is not followed by
+    another a moment later; missed slots are skipped, not replayed. A check that a sweep runs early keeps
+    its grid too: its next slot is simply the one after.
+    """
+    behind = (now - planned).total_seconds() + interval_seconds / 2
+    steps = max(1, math.ceil(behind / interval_seconds))
     return planned + timedelta(seconds=steps * interval_seconds)
 
 
-def _claim(job_id: int, status: str, token: str, planned: datetime, interval: int) -> Claim:
-    if status == JobStatus.ACTIVE:
-        return Claim(job_id, CHECK, token, planned, float(interval))
-    return Claim(job_id, TRIGGER, token, planned, TRIGGER_DISPATCH_LEASE.total_seconds())
+def _claim_from_row(job_id: int, action: str, token: str, planned: datetime, interval: int) -> Claim:
+    lease = float(interval) if action == CHECK else LEASES[action].total_seconds()
+    return Claim(job_id, action, token, planned, lease)
 
 
-def _group_tokens(candidates: list[Any]) -> list[str]:
-    """A token per candidate: checks of one key share one per CHECK_GROUP_SIZE, as the PostgreSQL claim does."""
-    tokens = []
-    groups: dict[int, tuple[str, int]] = {}
+def claim_due_jobs(
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = DISPATCH_BATCH_LIMIT,
+    actions: Collection[str] = ACTIONS,
+    sweeps: bool | None = None,
+) -> list[Claim]:
+    """Claim up to `limit` jobs for `actions`, oldest plan first. The caller commits, then sends the tasks.
+
+    `now` is the database's time (`db.database_now`), read in the caller's transaction. `sweeps` narrows
+    the checks: True claims only those a sweep starting now takes (so that a sweep's group is never cut by a
+    limit meant for ordinary checks), False only the others, None both.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        parameters = {
+            "now": now,
+            "limit": limit,
+            "checks": CHECK in actions,
+            "plain": sweeps is not True,
+            "swept": sweeps is not False,
+            "starts": START in actions,
+            "follows": FOLLOW in actions,
+            "window": SWEEP_WINDOW,
+            "claim": leases.new_token(),
+            "sweep_group": SWEEP_GROUP_SIZE,
+            "check_group": CHECK_GROUP_SIZE,
+            "start_group": START_GROUP_SIZE,
+            "follow_group": FOLLOW_GROUP_SIZE,
+            "start_lease": START_LEASE.total_seconds(),
+            "follow_lease": FOLLOW_LEASE.total_seconds(),
+        }
+        rows = session.execute(_CLAIM_MANY, parameters).all()
+        return sorted((_claim_from_row(*row) for row in rows), key=lambda claim: claim.planned_at)
+    return _claim_one_by_one(session, now, limit, actions, sweeps)
+
+
+def _action_of(candidate: Any) -> str:
+    if candidate.status == JobStatus.ACTIVE:
+        return CHECK
+    return START if candidate.keboola_job_id is None else FOLLOW
+
+
+def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
+    """Sweeping keys with a job due within their lead: the lead, by key id (SQLite)."""
+    windows = {}
+    for key_id, lead in session.execute(_SWEEPING_KEYS):
+        due_soon = select(_jobs.c.id).where(
+            _jobs.c.openai_secret_id == key_id,
+            _jobs.c.status == JobStatus.ACTIVE.value,
+            _jobs.c.next_check_at <= now + timedelta(seconds=lead),
+            leases.is_free(now),
+        )
+        if session.execute(due_soon.limit(1)).first() is not None:
+            windows[key_id] = lead
+    return windows
+
+
+def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, float]) -> list[Any]:
+    kept = []
     for candidate in candidates:
-        if candidate.status != JobStatus.ACTIVE:
-            tokens.append(leases.new_token())
-            continue
-        token, size = groups.get(candidate.openai_secret_id, ("", CHECK_GROUP_SIZE))
-        if size == CHECK_GROUP_SIZE:
+        lead = windows.get(candidate.openai_secret_id) if candidate.status == JobStatus.ACTIVE else None
+        horizon = (
+            now if lead is None else now + timedelta(seconds=lead + candidate.poll_interval_seconds * SWEEP_WINDOW)
+        )
+        if candidate.next_check_at <= horizon:
+            kept.append(candidate)
+    return kept
+
+
+def _wanted(candidate: Any, windows: dict[int, float], sweeps: bool | None) -> bool:
+    return sweeps is None or (candidate.openai_secret_id in windows) == sweeps
+
+
+def _group_tokens(candidates: list[Any], windows: dict[int, float]) -> list[str]:
+    """A token per candidate, grouped by action and key up to each action's group size, as on PostgreSQL."""
+    tokens = []
+    groups: dict[tuple[str, int, bool], tuple[str, int]] = {}
+    for candidate in candidates:
+        action = _action_of(candidate)
+        swept = action == CHECK and candidate.openai_secret_id in windows
+        key = candidate.openai_secret_id if action == CHECK else candidate.keboola_secret_id
+        size_limit = SWEEP_GROUP_SIZE if swept else GROUP_SIZES[action]
+        token, size = groups.get((action, key, swept), ("", size_limit))
+        if size == size_limit:
             token, size = leases.new_token(), 0
-        groups[candidate.openai_secret_id] = (token, size + 1)
+        groups[(action, key, swept)] = (token, size + 1)
         tokens.append(token)
     return tokens
 
 
-def claim_due_jobs(
-    session: Session, *, now: datetime, limit: int = DISPATCH_BATCH_LIMIT, actions: Collection[str] = (CHECK, TRIGGER)
+def _statuses(actions: Collection[str]) -> list[str]:
+    statuses = []
+    if CHECK in actions:
+        statuses.append(JobStatus.ACTIVE.value)
+    if START in actions or FOLLOW in actions:
+        statuses.append(JobStatus.TRIGGERING.value)
+    return statuses
+
+
+def _claim_one_by_one(
+    session: Session, now: datetime, limit: int, actions: Collection[str], sweeps: bool | None
 ) -> list[Claim]:
-    """Claim up to `limit` due jobs for `actions`, oldest plan first. The caller commits, then sends the tasks."""
-    parameters = {"now": now, "limit": limit, "statuses": [_STATUS_OF[action] for action in actions]}
-    if session.get_bind().dialect.name == "postgresql":
-        rows = session.execute(_CLAIM_MANY, {**parameters, "claim": leases.new_token()}).all()
-        return sorted((_claim(*row) for row in rows), key=lambda claim: claim.planned_at)
+    windows = _sweep_windows(session, now) if CHECK in actions else {}
+    horizon = now
+    if windows:
+        # The widest window any job of a sweeping key has; each job is then held to its own.
+        longest = session.scalar(
+            select(func.max(_jobs.c.poll_interval_seconds)).where(_jobs.c.openai_secret_id.in_(list(windows)))
+        )
+        horizon = now + timedelta(seconds=max(windows.values()) + (longest or 0) * SWEEP_WINDOW)
+    rows = session.execute(
+        _CANDIDATES, {"statuses": _statuses(actions), "horizon": horizon, "now": now, "limit": limit}
+    ).all()
+    candidates = [
+        row
+        for row in _claimable(rows, now, windows)
+        if _action_of(row) in actions and (row.status != JobStatus.ACTIVE or _wanted(row, windows, sweeps))
+    ]
     claims = []
-    candidates = session.execute(_CANDIDATES, parameters).all()
-    for candidate, token in zip(candidates, _group_tokens(candidates), strict=True):
-        claim = _claim(candidate.id, candidate.status, token, candidate.next_check_at, candidate.poll_interval_seconds)
+    for candidate, token in zip(candidates, _group_tokens(candidates, windows), strict=True):
+        action = _action_of(candidate)
+        claim = _claim_from_row(candidate.id, action, token, candidate.next_check_at, candidate.poll_interval_seconds)
         planned = claim.planned_at
         values = {
-            **parameters,
+            "now": now,
             "job_id": claim.job_id,
             "planned": planned,
             "new_next_check_at": plan_next_check(planned, candidate.poll_interval_seconds, now)
-            if claim.action == CHECK
+            if action == CHECK
             else planned,
             "new_lease_token": token,
             "new_lease_until": now + timedelta(seconds=claim.expires_in),

@@ -1,32 +1,36 @@
-"""The Keboola trigger: start one Keboola job for a finished polling job, exactly once, then follow it.
+"""The Keboola trigger: start one Keboola job for each finished polling job, exactly once, then follow it.
 
-Exactly once rests on three things. Only the check that moved the job `active` → `triggering` (a
-compare-and-set) hands it to a trigger task, and every write is guarded by the lease token.
-`trigger_attempted_at` is committed *before* the Keboola call, so whoever works on the job next knows a
-job may exist and looks for it (the Job Queue search, by configuration and variables) before starting
-another. And the Keboola job id is recorded only where none is recorded yet.
+Exactly once rests on three things. Only the check that moved a job `active` → `triggering` (a
+compare-and-set) makes it startable, and every write is guarded by the lease token. `trigger_attempted_at`
+is committed *before* the Keboola call, so whoever works on the job next knows a job may exist and looks for
+it (the Job Queue search, by configuration and variables) before starting another. And the Keboola job id
+is recorded only where none is recorded yet, under the job's row lock.
+
+Like the check, both halves run on prepared Core statements in two short transactions per group, with no
+transaction open during a call: `run_starts` starts the Keboola jobs of a group of finished jobs that share
+a Keboola token; `run_follows` looks once at the Keboola jobs of a group and plans the next look. Following
+is a scheduled state check (beat hands the job out again when it is due), never a task that waits.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, lazyload, sessionmaker
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from teckochecker.clients.errors import PermanentError, ServiceError
+from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.keboola_hosts import UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
 from teckochecker.engine.outcomes import Outcome
-from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobStatus, PollingJob
-from teckochecker.services.events import record_event
-from teckochecker.services.secrets import reveal_secret
+from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobBatch, JobStatus, PollingJob, Secret
+from teckochecker.services.events import record_events
 from teckochecker.vault import Vault
 
 KeboolaClientFactory = Callable[[str, str], KeboolaQueueClient]
@@ -38,236 +42,411 @@ SEARCH_CLOCK_MARGIN = timedelta(minutes=5)
 FOLLOW_INTERVAL_MAX_SECONDS = 30
 KEBOOLA_SUCCESS = "success"
 
+_jobs = PollingJob.__table__
+_batches = JobBatch.__table__
+_secrets = Secret.__table__
+_STATE = (
+    _jobs.c.status,
+    _jobs.c.last_error,
+    _jobs.c.completed_at,
+    _jobs.c.next_check_at,
+    _jobs.c.keboola_job_id,
+    _jobs.c.keboola_job_status,
+    _jobs.c.trigger_attempted_at,
+    *leases.COLUMNS,
+)
+_HELD = leases.HeldRows(*_STATE)
+# Everything a trigger needs, for a group at once: the target, the token (still encrypted), the batches.
+_PLANS = (
+    select(
+        _jobs.c.id,
+        _jobs.c.keboola_component_id,
+        _jobs.c.keboola_configuration_id,
+        _jobs.c.keboola_stack_url,
+        _jobs.c.keboola_job_id,
+        _jobs.c.trigger_attempted_at,
+        _jobs.c.poll_interval_seconds,
+        _secrets.c.name,
+        _secrets.c.encrypted_value,
+        _batches.c.batch_id,
+        _batches.c.status,
+    )
+    .select_from(_jobs)
+    .join(_secrets, _secrets.c.id == _jobs.c.keboola_secret_id)
+    .outerjoin(_batches, _batches.c.job_id == _jobs.c.id)
+    .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(_jobs.c.id, _batches.c.id)
+)
+_MARK_ATTEMPTED = (
+    update(_jobs)
+    .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), leases.held_by(bindparam("token")))
+    .values(trigger_attempted_at=bindparam("now"))
+    .returning(_jobs.c.id)
+)
+
 
 @dataclass(frozen=True)
-class _Plan:
+class TriggerOutcome:
+    """What a start or follow did with one job; `failure` is set when Keboola should be asked again."""
+
+    outcome: Outcome
+    failure: TransientError | None = None
+
+
+SKIPPED_OUTCOME = TriggerOutcome(Outcome.SKIPPED)
+
+
+@dataclass
+class _Trigger:
+    """One job's trigger: what to send, and what happened when it was sent."""
+
+    job_id: int
     component_id: str
     configuration_id: str
     stack_url: str
-    keboola_token: str
+    secret: str
+    encrypted_token: str
     keboola_job_id: str | None
     attempted_at: datetime | None
-    variables: list[dict[str, str]]
-    follow_every: timedelta
-    any_failed: bool
+    interval: int
+    completed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    # What happened.
+    outcome: Outcome | None = None
+    started_id: str | None = None
+    how: str = "started"
+    state: KeboolaJob | None = None
+    wait_until: datetime | None = None
+    refusal: str | None = None
+    failure: TransientError | None = None
+    no_job_started: bool = False
+
+    @property
+    def variables(self) -> list[dict[str, str]]:
+        return batch_variables(self.completed, self.failed)
+
+    @property
+    def follow_every(self) -> timedelta:
+        return timedelta(seconds=min(self.interval, FOLLOW_INTERVAL_MAX_SECONDS))
+
+    def is_ours(self, candidate: KeboolaJob) -> bool:
+        wanted = {item["name"]: item["value"] for item in self.variables}
+        return candidate.config == self.configuration_id and all(
+            candidate.variables.get(name) == value for name, value in wanted.items()
+        )
 
 
-def _load(session: Session, job_id: int) -> PollingJob:
-    # Secrets and batches load only where they are used (the plan), not with every write.
-    return session.scalars(select(PollingJob).where(PollingJob.id == job_id).options(lazyload("*"))).one()
+@dataclass
+class _HeldRow:
+    """A job's row while we hold its lease and its lock: changed in memory, written once by `_save`."""
+
+    id: int
+    status: str
+    last_error: str | None
+    completed_at: datetime | None
+    next_check_at: datetime | None
+    keboola_job_id: str | None
+    keboola_job_status: str | None
+    trigger_attempted_at: datetime | None
+    lease_token: str | None
+    lease_until: datetime | None
+    events: list[tuple[str, str]] = field(default_factory=list)
+
+    def record(self, kind: str, message: str) -> None:
+        self.events.append((kind, message))
+
+    def fail(self, message: str, now: datetime) -> None:
+        self.status = JobStatus.FAILED.value
+        self.last_error = message
+        self.completed_at = now
+        self.next_check_at = None
+        self.record("failed", message)
 
 
-def _plan(session: Session, vault: Vault, job: PollingJob) -> _Plan:
-    completed = [b.batch_id for b in job.batches if b.status in BATCH_SUCCEEDED_STATUSES]
-    failed = [b.batch_id for b in job.batches if b.status not in BATCH_SUCCEEDED_STATUSES]
-    return _Plan(
-        component_id=job.keboola_component_id,
-        configuration_id=job.keboola_configuration_id,
-        stack_url=job.keboola_stack_url,
-        keboola_token=reveal_secret(session, vault, job.keboola_secret_id),
-        keboola_job_id=job.keboola_job_id,
-        attempted_at=job.trigger_attempted_at,
-        variables=batch_variables(completed, failed),
-        follow_every=timedelta(seconds=min(job.poll_interval_seconds, FOLLOW_INTERVAL_MAX_SECONDS)),
-        any_failed=bool(failed),
-    )
+def _read_plans(session: Session, job_ids: Collection[int]) -> list[_Trigger]:
+    triggers: dict[int, _Trigger] = {}
+    for row in session.execute(_PLANS, {"job_ids": list(job_ids)}):
+        trigger = triggers.get(row.id)
+        if trigger is None:
+            trigger = triggers[row.id] = _Trigger(
+                row.id,
+                row.keboola_component_id,
+                row.keboola_configuration_id,
+                row.keboola_stack_url,
+                row.name,
+                row.encrypted_value,
+                row.keboola_job_id,
+                row.trigger_attempted_at,
+                row.poll_interval_seconds,
+            )
+        if row.batch_id is not None:
+            (trigger.completed if row.status in BATCH_SUCCEEDED_STATUSES else trigger.failed).append(row.batch_id)
+    return list(triggers.values())
 
 
-def _ours(candidate: KeboolaJob, plan: _Plan) -> bool:
-    wanted = {item["name"]: item["value"] for item in plan.variables}
-    return candidate.config == plan.configuration_id and all(
-        candidate.variables.get(name) == value for name, value in wanted.items()
-    )
+def _hold(session: Session, job_ids: Collection[int], lease_token: str) -> dict[int, _HeldRow]:
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": lease_token})
+    return {row.id: _HeldRow(*row) for row in rows}
 
 
-def _release(sessions: sessionmaker[Session], job_id: int, lease_token: str, *, next_at: datetime) -> None:
-    with session_scope(sessions) as session:
-        if leases.hold(session, job_id, lease_token):
-            job = _load(session, job_id)
-            job.next_check_at = next_at
-            leases.release(job)
+def _save(session: Session, rows: Collection[_HeldRow]) -> None:
+    _HELD.save(session, rows)
+    record_events(session, [(row.id, kind, message) for row in rows for kind, message in row.events])
 
 
-def _record_started(sessions: sessionmaker[Session], job_id: int, keboola_job_id: str, how: str, plan: _Plan) -> str:
-    """Record the Keboola job id unless one is recorded already; returns the id that stands."""
-    with session_scope(sessions) as session:
-        written = session.execute(
-            update(PollingJob)
-            .where(PollingJob.id == job_id, PollingJob.keboola_job_id.is_(None))
-            .values(keboola_job_id=keboola_job_id, keboola_job_status="created")
-            .returning(PollingJob.id)
-        ).first()
-        job = _load(session, job_id)
-        if written is not None:
-            sent = ", ".join(f"{item['name']}={item['value']}" for item in plan.variables)
-            record_event(session, job, "keboola_started", f"Keboola job {keboola_job_id} {how} with {sent}")
-        return job.keboola_job_id or keboola_job_id
+class _Group:
+    """The calls of one group: a client per Keboola token and stack, and leases renewed as time passes."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], vault: Vault, factory: KeboolaClientFactory, token: str, now: datetime
+    ) -> None:
+        self.sessions, self.vault, self.factory, self.lease_token = sessions, vault, factory, token
+        self._started = time.monotonic()
+        self._now = now
+        self._renewed_at = time.monotonic()
+        self._clients: dict[tuple[str, str], KeboolaQueueClient] = {}
+        self.ours: set[int] = set()
+
+    def now(self) -> datetime:
+        """The database's time, advanced by what has passed here since it was read."""
+        return self._now + timedelta(seconds=time.monotonic() - self._started)
+
+    def client(self, trigger: _Trigger) -> KeboolaQueueClient:
+        key = (trigger.encrypted_token, trigger.stack_url)
+        if key not in self._clients:
+            token = self.vault.decrypt(trigger.encrypted_token, secret_name=trigger.secret)
+            self._clients[key] = self.factory(token, trigger.stack_url)
+        return self._clients[key]
+
+    def still_ours(self, job_id: int) -> bool:
+        if time.monotonic() - self._renewed_at > leases.RUN_LEASE.total_seconds() / 3:
+            with session_scope(self.sessions) as session:
+                now = database_now(session)
+                self.ours = leases.renew(session, self.ours, self.lease_token, now=now, status=_TRIGGERING)
+            self._renewed_at = time.monotonic()
+        return job_id in self.ours
 
 
-def _fail(sessions: sessionmaker[Session], job_id: int, lease_token: str, message: str) -> None:
-    with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, lease_token):
-            return
-        job = _load(session, job_id)
-        job.status = JobStatus.FAILED.value
-        job.last_error = message
-        job.completed_at = utcnow()
-        job.next_check_at = None
-        leases.release(job)
-        record_event(session, job, "failed", message)
+_TRIGGERING = JobStatus.TRIGGERING.value
 
 
-class _LeaseLost(Exception):
-    """Another dispatch took the job over while this run waited; it must not touch the job again."""
-
-
-def _start(
-    sessions: sessionmaker[Session],
-    client: KeboolaQueueClient,
-    job_id: int,
-    lease_token: str,
-    plan: _Plan,
-    now: datetime,
-) -> str | None:
-    """Find the Keboola job an earlier attempt may have started, or start one.
-
-    None: the search index may still be catching up, so the job comes back after SEARCH_SETTLE_TIME.
-    """
-    if plan.attempted_at is not None:
-        since = plan.attempted_at - SEARCH_CLOCK_MARGIN
-        found = [job for job in client.search_jobs(plan.component_id, plan.configuration_id, since) if _ours(job, plan)]
-        if found:
-            earliest = min(found, key=lambda job: (job.created_time is None, job.created_time, job.id))
-            return _record_started(sessions, job_id, earliest.id, "found (started by an earlier attempt)", plan)
-        if now - plan.attempted_at < SEARCH_SETTLE_TIME:
-            _release(sessions, job_id, lease_token, next_at=plan.attempted_at + SEARCH_SETTLE_TIME)
-            return None
-
-    with session_scope(sessions) as session:
-        if job_id not in leases.renew(session, [job_id], lease_token, now=now, status=JobStatus.TRIGGERING.value):
-            raise _LeaseLost
-        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(trigger_attempted_at=now))
-    try:
-        keboola_job_id = client.start_job(plan.component_id, plan.configuration_id, plan.variables)
-    except ServiceError as error:
-        if error.status is not None and 400 <= error.status < 500:
-            # A 4xx answer (a refusal, 429 included) proves no job was started: nothing to look for later.
-            with session_scope(sessions) as session:
-                session.execute(
-                    update(PollingJob)
-                    .where(PollingJob.id == job_id, leases.held_by(lease_token))
-                    .values(trigger_attempted_at=None)
-                )
-        raise
-    return _record_started(sessions, job_id, keboola_job_id, "started", plan)
-
-
-def _follow(
-    sessions: sessionmaker[Session],
-    client: KeboolaQueueClient,
-    job_id: int,
-    lease_token: str,
-    keboola_job_id: str,
-    plan: _Plan,
-) -> Outcome:
-    state = client.get_job(keboola_job_id)
-    with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, lease_token):
-            return Outcome.SKIPPED
-        job = _load(session, job_id)
-        now = utcnow()
-        if state.status != job.keboola_job_status:
-            job.keboola_job_status = state.status
-            if not state.is_finished:
-                record_event(session, job, "keboola_status", f"Keboola job {keboola_job_id} is {state.status}")
-        if not state.is_finished:
-            job.next_check_at = now + plan.follow_every
-            leases.release(job)
-            return Outcome.FOLLOWING
-        job.completed_at = now
-        job.next_check_at = None
-        job.last_error = None
-        if state.status == KEBOOLA_SUCCESS:
-            job.status = (JobStatus.COMPLETED_WITH_FAILURES if plan.any_failed else JobStatus.COMPLETED).value
-            failed = json.loads(next(v["value"] for v in plan.variables if v["name"] == "batch_ids_failed"))
-            detail = f"; failed batches: {', '.join(failed)}" if failed else ""
-            record_event(session, job, job.status, f"Keboola job {keboola_job_id} succeeded{detail}")
-        else:
-            job.status = JobStatus.FAILED.value
-            job.last_error = f"Keboola job {keboola_job_id} finished with status {state.status}"
-            record_event(session, job, "failed", job.last_error)
-        leases.release(job)
-        return Outcome.FINISHED_SUCCESS if state.status == KEBOOLA_SUCCESS else Outcome.FINISHED_ERROR
-
-
-def run_trigger(
+def run_starts(
     sessions: sessionmaker[Session],
     vault: Vault,
     keboola_client: KeboolaClientFactory,
-    job_id: int,
+    job_ids: Sequence[int],
     lease_token: str,
-    *,
-    clock: Callable[[], datetime] = utcnow,
-) -> Outcome:
-    """Start (exactly once) or follow the job's Keboola job under lease `lease_token`; returns what happened.
-
-    Raises TransientError when Keboola should be asked again; a refusal fails the job with Keboola's reason.
-    """
+) -> dict[int, TriggerOutcome]:
+    """Start (exactly once) the Keboola jobs of a group of finished jobs held under `lease_token`."""
+    outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
     with session_scope(sessions) as session:
-        if job_id not in leases.renew(session, [job_id], lease_token, now=clock(), status=JobStatus.TRIGGERING.value):
-            return Outcome.SKIPPED
-        plan = _plan(session, vault, _load(session, job_id))
-    client = keboola_client(plan.keboola_token, plan.stack_url)
+        now = database_now(session)
+        held = leases.renew(session, job_ids, lease_token, now=now, status=_TRIGGERING)
+        triggers = [t for t in _read_plans(session, held) if t.keboola_job_id is None] if held else []
+        fresh = [t.job_id for t in triggers if t.attempted_at is None]
+        # Committed before any call: whoever works on these jobs next must look for what we may start.
+        if fresh:
+            session.execute(_MARK_ATTEMPTED, {"job_ids": fresh, "token": lease_token, "now": now})
+    group = _Group(sessions, vault, keboola_client, lease_token, now)
+    group.ours = set(held)
+    for trigger in triggers:
+        if group.still_ours(trigger.job_id):
+            _start(group, trigger)
+        else:
+            trigger.outcome = Outcome.SKIPPED
+    _finish(sessions, held, triggers, lease_token, _conclude_start, outcomes)
+    return outcomes
+
+
+def _finish(
+    sessions: sessionmaker[Session],
+    held: Collection[int],
+    triggers: list[_Trigger],
+    lease_token: str,
+    conclude: Callable[[_HeldRow, _Trigger, datetime], TriggerOutcome],
+    outcomes: dict[int, TriggerOutcome],
+) -> None:
+    """Write what the calls found, in one transaction; jobs held but not this action's are handed back."""
+    with session_scope(sessions) as session:
+        now = database_now(session)
+        rows = _hold(session, held, lease_token)
+        for trigger in triggers:
+            row = rows.get(trigger.job_id)
+            if row is not None:
+                outcomes[trigger.job_id] = conclude(row, trigger, now)
+        for job_id in rows.keys() - {trigger.job_id for trigger in triggers}:
+            # Its Keboola job was recorded (or forgotten) since the claim: the other action takes it, now.
+            leases.release(rows[job_id])
+        _save(session, rows.values())
+
+
+def _start(group: _Group, trigger: _Trigger) -> None:
+    """Find the Keboola job an earlier attempt may have started, or start one; records what happened."""
+    client = group.client(trigger)
     try:
-        keboola_job_id = plan.keboola_job_id or _start(sessions, client, job_id, lease_token, plan, clock())
-        if keboola_job_id is None:
-            return Outcome.WAITING_FOR_SEARCH
-        return _follow(sessions, client, job_id, lease_token, keboola_job_id, plan)
-    except _LeaseLost:
-        return Outcome.SKIPPED
+        if trigger.attempted_at is not None and not _found_earlier(group, client, trigger):
+            return
+        if trigger.started_id is None:
+            trigger.started_id = client.start_job(trigger.component_id, trigger.configuration_id, trigger.variables)
+        trigger.outcome = Outcome.STARTED
     except UnsafeEndpointError as error:
-        _fail(
-            sessions,
-            job_id,
-            lease_token,
-            f"Refused to send the Keboola token: {error}. Fix the stack with `teckochecker job update {job_id} "
-            f"--keboola-stack URL`, then `teckochecker job retry {job_id}`.",
+        trigger.outcome = Outcome.REFUSED
+        trigger.refusal = (
+            f"Refused to send the Keboola token: {error}. Fix the stack with `teckochecker job update "
+            f"{trigger.job_id} --keboola-stack URL`, then `teckochecker job retry {trigger.job_id}`."
         )
-        return Outcome.REFUSED
-    except PermanentError as error:
-        _fail(sessions, job_id, lease_token, f"Keboola refused to run configuration {plan.configuration_id}: {error}")
-        return Outcome.REFUSED
+    except ServiceError as error:
+        # A 4xx answer (a refusal, 429 included) proves no job was started: nothing to look for later.
+        trigger.no_job_started = error.status is not None and 400 <= error.status < 500
+        if isinstance(error, PermanentError):
+            trigger.outcome = Outcome.REFUSED
+            trigger.refusal = f"Keboola refused to run configuration {trigger.configuration_id}: {error}"
+        else:
+            trigger.outcome, trigger.failure = Outcome.TRANSIENT_ERROR, error  # type: ignore[assignment]
+
+
+def _found_earlier(group: _Group, client: KeboolaQueueClient, trigger: _Trigger) -> bool:
+    """After an attempt whose outcome is unknown: True to go on (found it, or safe to start again)."""
+    assert trigger.attempted_at is not None
+    since = trigger.attempted_at - SEARCH_CLOCK_MARGIN
+    found = [
+        job for job in client.search_jobs(trigger.component_id, trigger.configuration_id, since) if trigger.is_ours(job)
+    ]
+    if found:
+        earliest = min(found, key=lambda job: (job.created_time is None, job.created_time, job.id))
+        trigger.started_id, trigger.how = earliest.id, "found (started by an earlier attempt)"
+        return True
+    if group.now() - trigger.attempted_at < SEARCH_SETTLE_TIME:
+        trigger.outcome = Outcome.WAITING_FOR_SEARCH
+        trigger.wait_until = trigger.attempted_at + SEARCH_SETTLE_TIME
+        return False
+    # Long enough for the index: no job exists. Say so before the new attempt, as for a first one.
+    with session_scope(group.sessions) as session:
+        now = database_now(session)
+        marked = session.execute(
+            _MARK_ATTEMPTED, {"job_ids": [trigger.job_id], "token": group.lease_token, "now": now}
+        ).first()
+    if marked is None:
+        trigger.outcome = Outcome.SKIPPED
+        return False
+    return True
+
+
+def _conclude_start(row: _HeldRow, trigger: _Trigger, now: datetime) -> TriggerOutcome:
+    outcome = trigger.outcome or Outcome.SKIPPED
+    if trigger.no_job_started:
+        row.trigger_attempted_at = None
+    if outcome is Outcome.TRANSIENT_ERROR:
+        # The lease stays: the caller either retries under it or gives up and releases it.
+        return TriggerOutcome(outcome, trigger.failure)
+    if outcome is Outcome.STARTED and trigger.started_id is not None:
+        if row.keboola_job_id is None:
+            sent = ", ".join(f"{item['name']}={item['value']}" for item in trigger.variables)
+            row.keboola_job_id, row.keboola_job_status = trigger.started_id, "created"
+            row.record("keboola_started", f"Keboola job {trigger.started_id} {trigger.how} with {sent}")
+        row.next_check_at = now + trigger.follow_every
+    elif outcome is Outcome.WAITING_FOR_SEARCH:
+        row.next_check_at = trigger.wait_until
+    elif outcome is Outcome.REFUSED and trigger.refusal is not None:
+        row.fail(trigger.refusal, now)
+    leases.release(row)
+    return TriggerOutcome(outcome)
+
+
+def run_follows(
+    sessions: sessionmaker[Session],
+    vault: Vault,
+    keboola_client: KeboolaClientFactory,
+    job_ids: Sequence[int],
+    lease_token: str,
+) -> dict[int, TriggerOutcome]:
+    """Look once at the Keboola jobs of a group held under `lease_token`; finish the jobs whose Keboola job has."""
+    outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
+    with session_scope(sessions) as session:
+        now = database_now(session)
+        held = leases.renew(session, job_ids, lease_token, now=now, status=_TRIGGERING)
+        triggers = [t for t in _read_plans(session, held) if t.keboola_job_id is not None] if held else []
+    group = _Group(sessions, vault, keboola_client, lease_token, now)
+    group.ours = set(held)
+    for trigger in triggers:
+        if not group.still_ours(trigger.job_id):
+            trigger.outcome = Outcome.SKIPPED
+            continue
+        try:
+            trigger.state = group.client(trigger).get_job(trigger.keboola_job_id)  # type: ignore[arg-type]
+        except UnsafeEndpointError as error:
+            trigger.outcome, trigger.refusal = Outcome.REFUSED, f"Refused to send the Keboola token: {error}"
+        except PermanentError as error:
+            trigger.outcome = Outcome.REFUSED
+            trigger.refusal = f"Keboola cannot show job {trigger.keboola_job_id}: {error}"
+        except TransientError as error:
+            trigger.outcome, trigger.failure = Outcome.TRANSIENT_ERROR, error
+    _finish(sessions, held, triggers, lease_token, _conclude_follow, outcomes)
+    return outcomes
+
+
+def _conclude_follow(row: _HeldRow, trigger: _Trigger, now: datetime) -> TriggerOutcome:
+    if trigger.outcome is Outcome.TRANSIENT_ERROR:
+        return TriggerOutcome(Outcome.TRANSIENT_ERROR, trigger.failure)
+    if trigger.outcome is Outcome.REFUSED and trigger.refusal is not None:
+        row.fail(trigger.refusal, now)
+        leases.release(row)
+        return TriggerOutcome(Outcome.REFUSED)
+    state = trigger.state
+    if state is None or row.status != _TRIGGERING:
+        leases.release(row)
+        return SKIPPED_OUTCOME
+    keboola_job_id = row.keboola_job_id
+    if state.status != row.keboola_job_status:
+        row.keboola_job_status = state.status
+        if not state.is_finished:
+            row.record("keboola_status", f"Keboola job {keboola_job_id} is {state.status}")
+    leases.release(row)
+    if not state.is_finished:
+        row.next_check_at = now + trigger.follow_every
+        return TriggerOutcome(Outcome.FOLLOWING)
+    row.completed_at, row.next_check_at, row.last_error = now, None, None
+    if state.status == KEBOOLA_SUCCESS:
+        row.status = (JobStatus.COMPLETED_WITH_FAILURES if trigger.failed else JobStatus.COMPLETED).value
+        detail = f"; failed batches: {', '.join(trigger.failed)}" if trigger.failed else ""
+        row.record(row.status, f"Keboola job {keboola_job_id} succeeded{detail}")
+        return TriggerOutcome(Outcome.FINISHED_SUCCESS)
+    row.status = JobStatus.FAILED.value
+    row.last_error = f"Keboola job {keboola_job_id} finished with status {state.status}"
+    row.record("failed", row.last_error)
+    return TriggerOutcome(Outcome.FINISHED_ERROR)
+
+
+def _held_one(session: Session, job_id: int, lease_token: str) -> _HeldRow | None:
+    return _hold(session, [job_id], lease_token).get(job_id)
 
 
 def give_up_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: str, message: str) -> None:
     """Retries ran out. Before a Keboola job is known this fails the job (`job retry` re-arms it);
     once one is known, following it just resumes at the next interval."""
     with session_scope(sessions) as session:
-        if not leases.hold(session, job_id, lease_token):
+        row = _held_one(session, job_id, lease_token)
+        if row is None:
             return
-        job = _load(session, job_id)
-        if job.keboola_job_id is None:
-            job.status = JobStatus.FAILED.value
-            job.completed_at = utcnow()
-            job.next_check_at = None
-            job.last_error = f"Could not start the Keboola job: {message}"
-            record_event(session, job, "failed", job.last_error)
+        now = database_now(session)
+        if row.keboola_job_id is None:
+            row.fail(f"Could not start the Keboola job: {message}", now)
         else:
-            job.last_error = f"Could not follow Keboola job {job.keboola_job_id}: {message}"
-            job.next_check_at = utcnow() + timedelta(seconds=FOLLOW_INTERVAL_MAX_SECONDS)
-        leases.release(job)
+            row.last_error = f"Could not follow Keboola job {row.keboola_job_id}: {message}"
+            row.next_check_at = now + timedelta(seconds=FOLLOW_INTERVAL_MAX_SECONDS)
+        leases.release(row)
+        _save(session, [row])
 
 
-def defer_trigger(
-    sessions: sessionmaker[Session], job_id: int, lease_token: str, until: datetime, message: str
-) -> None:
+def defer_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: str, wait: float, message: str) -> None:
     """Keboola asked for a wait too long for the broker: come back to the job after it."""
     with session_scope(sessions) as session:
-        if leases.hold(session, job_id, lease_token):
-            job = _load(session, job_id)
-            job.last_error = f"Keboola asked us to wait: {message}"
-            job.next_check_at = until
-            leases.release(job)
+        row = _held_one(session, job_id, lease_token)
+        if row is not None:
+            row.last_error = f"Keboola asked us to wait: {message}"
+            row.next_check_at = database_now(session) + timedelta(seconds=wait)
+            leases.release(row)
+            _save(session, [row])
 
 
 ON_TRANSIENT_FAILURE = TransientFailureRules(JobStatus.TRIGGERING, give_up=give_up_trigger, defer=defer_trigger)

@@ -77,6 +77,11 @@ class SimulatorControl:
         }
         return self._call("POST", "/openai/batches", {k: v for k, v in body.items() if v is not None})
 
+    def create_batches(self, batches: list[dict[str, Any]]) -> int:
+        """Create many batches in one call (up to 10,000), each described as for `create_batch` (with `id`,
+        `final_status`, `duration`, `script`, `request_total`, `owner_key`, …); returns how many were created."""
+        return self._call("POST", "/openai/batches/bulk", {"batches": batches})["created"]
+
     def set_batch_status(self, batch_id: str, status: str) -> dict[str, Any]:
         """Move the batch to `status` now; it stays there."""
         return self._call("POST", f"/openai/batches/{batch_id}/status", {"status": status})

@@ -79,8 +79,8 @@ def add_token(state: SimulatorState, request: SimRequest) -> Reply:
     return Reply(201, {"id": token.id, "description": token.description, "project_id": token.project_id})
 
 
-def create_batch(state: SimulatorState, request: SimRequest) -> Reply:
-    body = _body(request)
+def _new_batch(state: SimulatorState, body: dict[str, Any]) -> dict[str, Any]:
+    """Create one batch from a control-API description; raises Problem or SimulatorInputError."""
     batch_id = _text(body, "id", required=False)
     if batch_id is not None and not _BATCH_ID.match(batch_id):
         raise Problem(
@@ -91,28 +91,49 @@ def create_batch(state: SimulatorState, request: SimRequest) -> Reply:
         isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
     ):
         raise Problem(control_error(400, "'metadata' must map strings to strings"))
+    if body.get("script") is not None:
+        steps = check_script(body["script"])
+    elif body.get("final_status") is not None or body.get("duration") is not None:
+        final_status = body.get("final_status") or state.settings.batch_final_status
+        duration = _number(body, "duration")
+        steps = state.batch_road(final_status, state.settings.batch_duration if duration is None else duration)
+    else:
+        steps = None
+    return state.create_batch(
+        batch_id=batch_id,
+        steps=steps,
+        endpoint=_text(body, "endpoint", required=False) or "/v1/chat/completions",
+        input_file_id=_text(body, "input_file_id", required=False),
+        request_total=_number(body, "request_total", integer=True),
+        failed_requests=_number(body, "failed_requests", integer=True) or 0,
+        owner_key=_text(body, "owner_key", required=False),
+        metadata=metadata,
+    )
+
+
+def create_batch(state: SimulatorState, request: SimRequest) -> Reply:
     try:
-        if body.get("script") is not None:
-            steps = check_script(body["script"])
-        elif body.get("final_status") is not None or body.get("duration") is not None:
-            final_status = body.get("final_status") or state.settings.batch_final_status
-            duration = _number(body, "duration")
-            steps = state.batch_road(final_status, state.settings.batch_duration if duration is None else duration)
-        else:
-            steps = None
-        batch = state.create_batch(
-            batch_id=batch_id,
-            steps=steps,
-            endpoint=_text(body, "endpoint", required=False) or "/v1/chat/completions",
-            input_file_id=_text(body, "input_file_id", required=False),
-            request_total=_number(body, "request_total", integer=True),
-            failed_requests=_number(body, "failed_requests", integer=True) or 0,
-            owner_key=_text(body, "owner_key", required=False),
-            metadata=metadata,
-        )
+        return Reply(201, _new_batch(state, _body(request)))
     except SimulatorInputError as exc:
         return control_error(400, str(exc))
-    return Reply(201, batch)
+
+
+MAX_BULK_BATCHES = 10_000
+
+
+def create_batches(state: SimulatorState, request: SimRequest) -> Reply:
+    """Many batches at once (benchmarks): {"batches": [description, …]} → {"created": n}; stops at the first bad one."""
+    descriptions = _body(request).get("batches")
+    if not isinstance(descriptions, list) or not 1 <= len(descriptions) <= MAX_BULK_BATCHES:
+        raise Problem(control_error(400, f"'batches' must be a list of 1 to {MAX_BULK_BATCHES} batch descriptions"))
+    for position, description in enumerate(descriptions):
+        if not isinstance(description, dict):
+            return control_error(400, f"batches[{position}] must be an object")
+        try:
+            _new_batch(state, description)
+        except SimulatorInputError as exc:
+            return control_error(400, f"batches[{position}]: {exc} ({position} created)")
+    return Reply(201, {"created": len(descriptions)})
 
 
 def set_batch_status(state: SimulatorState, request: SimRequest, batch_id: str) -> Reply:
@@ -221,6 +242,7 @@ ROUTES = [
     Route("POST", PREFIX + "/config", set_config),
     Route("POST", PREFIX + "/openai/keys", add_api_key),
     Route("POST", PREFIX + "/openai/batches", create_batch),
+    Route("POST", PREFIX + "/openai/batches/bulk", create_batches),
     Route("POST", PREFIX + "/openai/batches/{batch_id}/status", set_batch_status),
     Route("POST", PREFIX + "/keboola/tokens", add_token),
     Route("GET", PREFIX + "/keboola/jobs", list_jobs),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import secrets
 import threading
@@ -196,10 +197,18 @@ class OpenAIState:
     settings: SimSettings
     api_keys: set[str]
     batches: dict[str, SimBatch]
+    # For listing without scanning every batch: each batch's place in creation order, and each owner's places
+    # (ascending). A key sees its own batches and those without an owner.
+    _places: dict[str, int]
+    _places_by_owner: dict[str | None, list[int]]
+    _in_order: list[SimBatch]
 
     def _reset_openai(self) -> None:
         self.api_keys = set()
         self.batches = {}
+        self._places = {}
+        self._places_by_owner = {}
+        self._in_order = []
 
     def add_api_key(self, key: str) -> None:
         with self._lock:
@@ -242,6 +251,9 @@ class OpenAIState:
                 metadata=metadata,
             )
             self.batches[batch_id] = batch
+            self._places[batch_id] = len(self._in_order)
+            self._places_by_owner.setdefault(owner_key, []).append(len(self._in_order))
+            self._in_order.append(batch)
             return batch.render(now)
 
     def batch_road(self, final_status: str, duration: float) -> list[Step]:
@@ -255,16 +267,30 @@ class OpenAIState:
             return batch.render(time.time())
 
     def list_batches(self, key: str, *, limit: int, after: str | None) -> tuple[list[dict[str, Any]], bool]:
-        """Newest first, from just after the batch `after`; returns the page and whether more follow."""
+        """Newest first, from just after the batch `after`; returns the page and whether more follow.
+
+        Costs O(limit · log n), so a list over hundreds of thousands of batches stays as fast as OpenAI's.
+        """
         now = time.time()
         with self._lock:
-            # Dicts keep insertion order, which is creation order.
-            visible = [b for b in reversed(self.batches.values()) if b.owner_key in (None, key)]
+            end = len(self._in_order)
             if after is not None:
-                ids = [batch.id for batch in visible]
-                visible = visible[ids.index(after) + 1 :] if after in ids else []
-            page = visible[:limit]
-            return [batch.render(now) for batch in page], len(visible) > limit
+                place = self._places.get(after)
+                if place is None or self._in_order[place].owner_key not in (None, key):
+                    return [], False
+                end = place
+            owners = [self._places_by_owner.get(owner, []) for owner in {None, key}]
+            # Walk each owner's places backwards from below `end`, always taking the newest of the heads.
+            cursors = [bisect.bisect_left(places, end) - 1 for places in owners]
+            page: list[SimBatch] = []
+            while len(page) <= limit:
+                heads = [(owners[i][c], i) for i, c in enumerate(cursors) if c >= 0]
+                if not heads:
+                    break
+                place, owner = max(heads)
+                page.append(self._in_order[place])
+                cursors[owner] -= 1
+            return [batch.render(now) for batch in page[:limit]], len(page) > limit
 
     def flip_batch(self, batch_id: str, status: str) -> dict[str, Any] | None:
         check_status(status, BATCH_STATUSES, "batch status")

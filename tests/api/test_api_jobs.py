@@ -272,3 +272,59 @@ def test_events_newest_first_with_a_cursor(client: FlaskClient) -> None:
     second_page = client.get(f"/api/jobs/{job_id}/events?limit=2&before_id={first_page[-1]['id']}").json
     assert first_page + second_page == everything[:4]
     assert client.get(f"/api/jobs/{job_id}/events?limit=101").status_code == 422
+
+
+def _walk(client: FlaskClient, query: str) -> tuple[list[int], int]:
+    """Every job of a list, page by page through the cursors; and how many pages that took."""
+    seen, url, pages = [], f"/api/jobs?{query}&page_size=3&after=", 0
+    while True:
+        response = client.get(url)
+        assert response.status_code == 200, response.json
+        assert "X-Pagination" not in response.headers  # nothing is counted
+        seen += [job["id"] for job in response.json]
+        pages += 1
+        if "X-Next-Cursor" not in response.headers:
+            assert "Link" not in response.headers
+            return seen, pages
+        url = f"/api/jobs?{query}&page_size=3&after={response.headers['X-Next-Cursor']}"
+        assert response.headers["Link"].endswith('; rel="next"')
+
+
+@pytest.mark.parametrize("sort", ["created", "-created", "next_check"])
+def test_cursor_pages_walk_every_job_once_in_the_lists_order(client: FlaskClient, session: Session, sort: str) -> None:
+    ids = [create(client, name=f"job {n}")["id"] for n in range(10)]
+    # Jobs without a next check (paused) come last when sorting by it.
+    for job_id in ids[2:5]:
+        client.post(f"/api/jobs/{job_id}/pause")
+    numbered = [
+        job["id"] for page in (1, 2, 3, 4) for job in client.get(f"/api/jobs?sort={sort}&page_size=3&page={page}").json
+    ]
+
+    walked, pages = _walk(client, f"sort={sort}")
+
+    assert walked == numbered and sorted(walked) == ids and pages == 4
+    if sort == "next_check":
+        assert walked[-3:] == ids[2:5]
+
+
+def test_a_numbered_page_says_where_the_cursor_pages_go_on(client: FlaskClient) -> None:
+    ids = [create(client, name=f"job {n}")["id"] for n in range(5)]
+    first = client.get("/api/jobs?page_size=2")
+    assert json.loads(first.headers["X-Pagination"])["total"] == 5
+    rest = client.get(f"/api/jobs?page_size=10&after={first.headers['X-Next-Cursor']}")
+    assert [job["id"] for job in first.json + rest.json] == ids
+    last = client.get("/api/jobs?page_size=2&page=3")
+    assert "X-Next-Cursor" not in last.headers
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "after=not-a-cursor",
+        "after=W10",
+        "sort=-created&after=WyJjcmVhdGVkIiwgIjIwMjYtMDEtMDFUMDA6MDA6MDArMDA6MDAiLCAxXQ",
+    ],
+)
+def test_a_cursor_that_the_list_did_not_hand_out_is_refused(client: FlaskClient, query: str) -> None:
+    response = client.get(f"/api/jobs?{query}")
+    assert response.status_code == 422 and "after" in response.json["errors"]["query"]

@@ -70,6 +70,14 @@ def test_a_page_of_100000_jobs(
     assert meta["total"] == JOBS // PAUSED_EVERY
     assert [job["id"] for job in jobs] == list(range(410, 610, PAUSED_EVERY))
 
+    # By cursor: the last page costs what the first does (no OFFSET, no count).
+    deep = client.get("/api/jobs?page_size=100&page=999").headers["X-Next-Cursor"]
+    started = time.perf_counter()
+    response = client.get(f"/api/jobs?page_size=100&after={deep}")
+    timings["last page by cursor"] = (time.perf_counter() - started) * 1000
+    assert [job["id"] for job in response.json] == list(range(99_901, 100_001))
+    assert "X-Next-Cursor" not in response.headers and "X-Pagination" not in response.headers
+
     timings["name search"], jobs, meta = timed_get(client, "/api/jobs?q=bulk%20job%2099999")
     assert meta["total"] == 1 and jobs[0]["name"] == "bulk job 99999"
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from teckochecker.clients.errors import TransientError
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.checking import give_up_check, run_checks
-from teckochecker.engine.scheduling import TRIGGER, claim_due_jobs
+from teckochecker.engine.scheduling import START, claim_due_jobs
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import get_job, pause_job
 
@@ -69,7 +69,7 @@ def test_all_batches_finished_moves_the_job_to_triggering(world) -> None:
     # Due at once and unleased: beat's next tick hands it to exactly one trigger task.
     assert job.lease_token is None and job.next_check_at <= utcnow()
     with session_scope(world.sessions) as session:
-        assert [(c.job_id, c.action) for c in claim_due_jobs(session, now=utcnow())] == [(job_id, TRIGGER)]
+        assert [(c.job_id, c.action) for c in claim_due_jobs(session, now=utcnow())] == [(job_id, START)]
     assert {b.batch_id: b.status for b in job.batches} == {"batch_ok": "completed", "batch_bad": "expired"}
     assert all(b.finished_at is not None for b in job.batches)
     assert events[-1] == "triggering"

@@ -1,15 +1,16 @@
+import itertools
 import random
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.scheduling import (
     CHECK,
     CHECK_GROUP_SIZE,
-    TRIGGER,
+    START,
     claim_due_jobs,
     group_claims,
     plan_next_check,
@@ -27,7 +28,63 @@ def test_next_check_stays_on_the_grid_and_skips_missed_slots() -> None:
     assert plan_next_check(T0, 60, T0 + timedelta(seconds=3)) == T0 + timedelta(seconds=60)
     # Beat was down for 5 minutes: the missed slots are skipped, not replayed.
     assert plan_next_check(T0, 60, T0 + timedelta(seconds=301)) == T0 + timedelta(seconds=360)
-    assert plan_next_check(T0 + timedelta(seconds=5), 60, T0) == T0 + timedelta(seconds=5)
+    # Checked 36 s late: the slot 24 s later would come too soon after it; the one after that is next.
+    assert plan_next_check(T0, 60, T0 + timedelta(seconds=36)) == T0 + timedelta(seconds=120)
+    assert plan_next_check(T0, 60, T0 + timedelta(seconds=30)) == T0 + timedelta(seconds=60)
+    # Checked early by a sweep: the next slot is the one after its own.
+    assert plan_next_check(T0 + timedelta(seconds=5), 60, T0) == T0 + timedelta(seconds=65)
+
+
+def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world) -> None:
+    """10,000 jobs overdue by up to an hour when beat starts: claimed once, then not again too soon."""
+    import random as _random
+
+    from sqlalchemy import insert
+
+    count = 10_000 if world.sessions.kw["bind"].dialect.name == "postgresql" else 2_000
+    rng = _random.Random(3)
+    start = utcnow()
+    with session_scope(world.sessions) as session:
+        template = get_job(session, world.create_job(["batch_template"]))
+        rows = [
+            {
+                "name": f"overdue {index}",
+                "openai_secret_id": template.openai_secret_id,
+                "keboola_secret_id": template.keboola_secret_id,
+                "keboola_stack_url": template.keboola_stack_url,
+                "keboola_component_id": "c",
+                "keboola_configuration_id": "1",
+                "poll_interval_seconds": rng.choice([30, 60, 120]),
+                "status": JobStatus.ACTIVE.value,
+                "next_check_at": start - timedelta(seconds=rng.uniform(0, 3600)),
+                "created_at": start,
+                "updated_at": start,
+            }
+            for index in range(count)
+        ]
+        session.execute(insert(PollingJob.__table__), rows)
+    checked_at: dict[int, list[datetime]] = {}
+    # Beat's ticks over 60 simulated seconds; every check finishes at once and hands its lease back.
+    for tick in range(61):
+        now = start + timedelta(seconds=tick)
+        with session_scope(world.sessions) as session:
+            claims = claim_due_jobs(session, now=now, limit=20_000)
+            session.execute(
+                update(PollingJob).where(PollingJob.lease_token.is_not(None)).values(lease_token=None, lease_until=None)
+            )
+        for claim in claims:
+            checked_at.setdefault(claim.job_id, []).append(now)
+    assert len(checked_at) == count + 1
+    with session_scope(world.sessions) as session:
+        intervals = dict(session.execute(select(PollingJob.id, PollingJob.poll_interval_seconds)).all())
+    too_soon = [
+        job_id
+        for job_id, times in checked_at.items()
+        if any(
+            (later - earlier).total_seconds() < intervals[job_id] / 2 for earlier, later in itertools.pairwise(times)
+        )
+    ]
+    assert too_soon == []
 
 
 def test_a_claim_plans_each_job_on_its_own_grid(world) -> None:
@@ -71,7 +128,7 @@ def test_claims_only_due_unleased_active_or_triggering_jobs(world) -> None:
 
     with session_scope(world.sessions) as session:
         claims = claim_due_jobs(session, now=now + timedelta(seconds=1))
-    assert {(c.job_id, c.action) for c in claims} == {(due, CHECK), (triggering, TRIGGER)}
+    assert {(c.job_id, c.action) for c in claims} == {(due, CHECK), (triggering, START)}
 
     with session_scope(world.sessions) as session:
         job = get_job(session, due)
@@ -131,7 +188,8 @@ def test_checks_of_one_key_are_handed_out_in_groups_that_share_a_token(world) ->
     dispatches = group_claims(claims)
     checks = sorted(sorted(d.job_ids) for d in dispatches if d.action == CHECK)
     assert checks == sorted([first_key[:CHECK_GROUP_SIZE], first_key[CHECK_GROUP_SIZE:], second_key])
-    assert sorted(d.job_ids for d in dispatches if d.action == TRIGGER) == [(job_id,) for job_id in triggering]
+    # Starts of one Keboola token travel together too.
+    assert [sorted(d.job_ids) for d in dispatches if d.action == START] == [sorted(triggering)]
     assert len({d.lease_token for d in dispatches}) == len(dispatches)
     with session_scope(world.sessions) as session:
         for dispatch in dispatches:

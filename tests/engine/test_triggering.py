@@ -6,8 +6,8 @@ from sqlalchemy import select, update
 from teckochecker.clients.keboola_queue import batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.checking import run_checks
-from teckochecker.engine.scheduling import TRIGGER, claim_due_jobs
-from teckochecker.engine.triggering import give_up_trigger, run_trigger
+from teckochecker.engine.scheduling import FOLLOW, START, claim_due_jobs
+from teckochecker.engine.triggering import give_up_trigger, run_follows, run_starts
 from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, retry_job
 from tests.engine.conftest import KEBOOLA_TOKEN
@@ -25,12 +25,28 @@ def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
     # Beat's next tick hands the job to one trigger task.
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow())
-    assert claim.action == TRIGGER
+    assert claim.action == START
     return job_id, claim.lease_token
 
 
-def _trigger(world, job_id: int, token: str) -> bool:
-    return run_trigger(world.sessions, world.vault, world.keboola_client, job_id, token)
+def _start(world, job_id: int, token: str) -> str:
+    return run_starts(world.sessions, world.vault, world.keboola_client, [job_id], token)[job_id].outcome
+
+
+def _follow(world, job_id: int) -> str:
+    """Beat hands the job to a follow as soon as it is due; here it is due at once."""
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=utcnow()))
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow() + timedelta(seconds=1))
+    assert claim.action == FOLLOW
+    return run_follows(world.sessions, world.vault, world.keboola_client, [job_id], claim.lease_token)[job_id].outcome
+
+
+def _trigger(world, job_id: int, token: str) -> str:
+    """A start, then (once the Keboola job is known) its first follow, as beat would hand them out."""
+    outcome = _start(world, job_id, token)
+    return _follow(world, job_id) if outcome == "started" else outcome
 
 
 def _redispatch(world, job_id: int) -> str:
@@ -40,7 +56,7 @@ def _redispatch(world, job_id: int) -> str:
         )
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow() + timedelta(seconds=1))
-    assert claim.action == TRIGGER
+    assert claim.action == START
     return claim.lease_token
 
 
@@ -83,11 +99,11 @@ def test_a_running_keboola_job_is_followed_at_the_next_dispatch(world) -> None:
     control = world.simulator.control
     control.configure(job_duration=3600)
     job_id, token = _triggering_job(world, {"batch_ok": "completed"})
-    _trigger(world, job_id, token)
+    assert _trigger(world, job_id, token) == "following"
     job, _ = _job(world, job_id)
     assert job.status == JobStatus.TRIGGERING and job.keboola_job_id is not None and job.lease_token is None
     control.set_job_status(job.keboola_job_id, "success")
-    _trigger(world, job_id, _redispatch(world, job_id))
+    assert _follow(world, job_id) == "finished_success"
     job, _ = _job(world, job_id)
     assert job.status == JobStatus.COMPLETED
     assert len(control.keboola_jobs()) == 1

@@ -50,6 +50,34 @@ def test_the_list_pages_newest_first_with_cursors(simulator: RunningSimulator, a
     assert len(openai_get(simulator, api_key, "/batches").json()["data"]) == 5
 
 
+def test_a_key_lists_its_own_batches_and_unowned_ones_in_bulk_created_order(
+    simulator: RunningSimulator, api_key: str
+) -> None:
+    simulator.control.add_api_key("sk-other-project-key-000000000")
+    created = simulator.control.create_batches(
+        [{"id": f"batch_b{n}", "owner_key": api_key if n % 3 else None, "duration": 0} for n in range(6)]
+        + [{"id": f"batch_x{n}", "owner_key": "sk-other-project-key-000000000"} for n in range(3)]
+        + [{"id": "batch_b6", "owner_key": api_key}]
+    )
+    assert created == 10
+
+    seen, after = [], None
+    while True:
+        page = openai_get(simulator, api_key, "/batches", limit=3, **({"after": after} if after else {})).json()
+        seen += [batch["id"] for batch in page["data"]]
+        if not page["has_more"]:
+            break
+        after = page["last_id"]
+    assert seen == [f"batch_b{n}" for n in (6, 5, 4, 3, 2, 1, 0)]
+    # Another key's batch is no cursor for this key: OpenAI shows it nothing.
+    assert openai_get(simulator, api_key, "/batches", after="batch_x1").json()["data"] == []
+
+
+def test_a_bad_bulk_description_stops_there_and_says_where(simulator: RunningSimulator) -> None:
+    with pytest.raises(SimulatorError, match=r"batches\[1\].*already exists \(1 created\)"):
+        simulator.control.create_batches([{"id": "batch_once"}, {"id": "batch_once"}])
+
+
 @pytest.mark.parametrize("limit", [0, 101, "x"])
 def test_a_bad_list_limit_is_refused_like_openai_does(simulator: RunningSimulator, api_key: str, limit: Any) -> None:
     response = openai_get(simulator, api_key, "/batches", limit=limit)

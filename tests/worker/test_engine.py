@@ -247,23 +247,23 @@ def test_beat_never_queues_more_checks_than_the_cap(engine_installation) -> None
 
     from teckochecker.engine.scheduling import CHECK_GROUP_SIZE
     from teckochecker.models import PollingJob
-    from worker.scheduler import MAX_QUEUED_CHECKS
+    from worker.scheduler import MAX_QUEUED_CHECK_MESSAGES
 
     engine = engine_installation
     engine.simulator.control.create_batch(batch_id="batch_pressure", final_status="completed", duration=3600)
-    jobs = MAX_QUEUED_CHECKS + 300
+    # Every job has the same key: the checks travel in full groups, one message each.
+    messages = MAX_QUEUED_CHECK_MESSAGES
+    jobs = messages * CHECK_GROUP_SIZE + 300
     for _ in range(jobs):
         engine.create_job(["batch_pressure"], poll_interval_seconds=60)
     engine.start_beat()
-    # Every job has the same key: the checks travel in full groups, one message each.
-    messages = MAX_QUEUED_CHECKS // CHECK_GROUP_SIZE
     engine.wait_until(lambda: engine.redis.llen("teckochecker.checks") >= messages, 30, "a full queue")
     time.sleep(3)
     # Without workers the queue stops at the cap; the other jobs stay due in the database, unclaimed.
     assert engine.redis.llen("teckochecker.checks") == messages
     with session_scope(engine.sessions) as session:
         leased = session.scalar(select(func.count()).where(PollingJob.lease_token.is_not(None)))
-    assert leased == MAX_QUEUED_CHECKS
+    assert leased == messages * CHECK_GROUP_SIZE
 
     engine.start_worker(concurrency=16)
 

@@ -1,0 +1,109 @@
+"""Keyset pages of the job list: each page starts just after the last job of the one before.
+
+OFFSET pages get slower the further they go (the database walks past every earlier row) and need a count of
+every matching job. A cursor names the last job shown, by the values the list is sorted on and its id, so
+every page is one index range read, as fast at the end of 100,000 jobs as at the start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, select, tuple_
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from teckochecker.errors import ValidationError
+from teckochecker.models import JobStatus, PollingJob
+from teckochecker.services.jobs import JobOrder, filtered_jobs
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Where a page ends: the sort value of its last job (None: a job with no next check) and that job's id."""
+
+    order: JobOrder
+    value: datetime | None
+    job_id: int
+
+    def encode(self) -> str:
+        payload = [self.order.value, self.value.isoformat() if self.value else None, self.job_id]
+        return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, field: str, text: str, order: JobOrder) -> JobCursor:
+        """The cursor a previous page handed out; refused unless it is one, for the same sort order."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            order_value, value, job_id = json.loads(raw)
+            cursor = cls(JobOrder(order_value), datetime.fromisoformat(value) if value else None, int(job_id))
+        except (binascii.Error, ValueError, TypeError):
+            raise ValidationError(field, "is not a cursor this list handed out") from None
+        if cursor.order is not order or (cursor.value is None and order is not JobOrder.NEXT_CHECK):
+            raise ValidationError(field, f"was handed out for another sort order than {order.value!r}")
+        return cursor
+
+
+def cursor_after(job: PollingJob, order: JobOrder) -> JobCursor:
+    """The cursor of the page that follows `job` in the list's order."""
+    return JobCursor(order, job.next_check_at if order is JobOrder.NEXT_CHECK else job.created_at, job.id)
+
+
+def _after(cursor: JobCursor) -> ColumnElement[bool]:
+    if cursor.order is JobOrder.CREATED_DESC:
+        return tuple_(PollingJob.created_at, PollingJob.id) < tuple_(cursor.value, cursor.job_id)
+    return tuple_(PollingJob.created_at, PollingJob.id) > tuple_(cursor.value, cursor.job_id)
+
+
+def _segments(after: JobCursor | None) -> list[ColumnElement[bool]]:
+    """By next check, the list is two runs: jobs with a next check, by (time, id), then those without, by id."""
+    with_time = PollingJob.next_check_at.is_not(None)
+    without = PollingJob.next_check_at.is_(None)
+    if after is None:
+        return [with_time, without]
+    if after.value is None:
+        return [without & (PollingJob.id > after.job_id)]
+    # A row comparison with NULL is never true, so this run holds only jobs with a next check.
+    return [tuple_(PollingJob.next_check_at, PollingJob.id) > tuple_(after.value, after.job_id), without]
+
+
+def _conditions(order: JobOrder, after: JobCursor | None) -> list[ColumnElement[bool] | None]:
+    """The runs a page reads, in order (None: the whole list)."""
+    if order is JobOrder.NEXT_CHECK:
+        return list(_segments(after))
+    return [None if after is None else _after(after)]
+
+
+def jobs_after(
+    session: Session,
+    *,
+    status: JobStatus | None = None,
+    search: str | None = None,
+    order: JobOrder = JobOrder.CREATED,
+    after: JobCursor | None = None,
+    limit: int,
+) -> tuple[list[PollingJob], JobCursor | None]:
+    """Up to `limit` jobs after `after` in the list's order, and the cursor of the next page (None: the end)."""
+    base = filtered_jobs(select(PollingJob), status=status, search=search, order=order)
+    jobs: list[PollingJob] = []
+    for condition in _conditions(order, after):
+        query = base if condition is None else base.where(condition)
+        jobs += _read(session, query, limit + 1 - len(jobs))
+    if len(jobs) <= limit:
+        return jobs, None
+    return jobs[:limit], cursor_after(jobs[limit - 1], order)
+
+
+def _read(session: Session, query: Select, limit: int) -> list[PollingJob]:
+    if limit <= 0:
+        return []
+    # The two secrets come in the same query (their names are shown), the batches in one more.
+    options = (
+        selectinload(PollingJob.batches),
+        joinedload(PollingJob.openai_secret),
+        joinedload(PollingJob.keboola_secret),
+    )
+    return list(session.scalars(query.limit(limit).options(*options)).unique())
