@@ -42,9 +42,11 @@ task_time_limit = 300
 # idle worker could have taken it.
 worker_prefetch_multiplier = 1
 
-# Two queues, so a Keboola trigger never waits behind thousands of queued checks.
+# Separate queues, so a Keboola trigger never waits behind thousands of queued checks, and a slow Slack
+# never delays a check or a trigger. Workers consume every queue listed here.
 CHECK_QUEUE = "teckochecker.checks"
 TRIGGER_QUEUE = "teckochecker.triggers"
+NOTIFICATION_QUEUE = "teckochecker.notifications"
 # Each queue has its own exchange and routing key: queues declared without them would share the default
 # exchange and key, and every message would be delivered to both.
 task_default_queue = CHECK_QUEUE
@@ -53,10 +55,12 @@ task_default_routing_key = CHECK_QUEUE
 task_queues = (
     Queue(CHECK_QUEUE, Exchange(CHECK_QUEUE, type="direct"), routing_key=CHECK_QUEUE),
     Queue(TRIGGER_QUEUE, Exchange(TRIGGER_QUEUE, type="direct"), routing_key=TRIGGER_QUEUE),
+    Queue(NOTIFICATION_QUEUE, Exchange(NOTIFICATION_QUEUE, type="direct"), routing_key=NOTIFICATION_QUEUE),
 )
 task_routes = {
     "teckochecker.trigger_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
     "teckochecker.follow_keboola": {"queue": TRIGGER_QUEUE, "routing_key": TRIGGER_QUEUE},
+    "teckochecker.send_notifications": {"queue": NOTIFICATION_QUEUE, "routing_key": NOTIFICATION_QUEUE},
 }
 
 # Beat runs the database dispatcher instead of one schedule entry per job (see worker/scheduler.py).

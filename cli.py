@@ -15,12 +15,14 @@ from commands.doctor import doctor
 from commands.engine import beat, worker
 from commands.flower import flower
 from commands.job import job_group
+from commands.notify import notify_group
 from commands.probe import probe_group
 from commands.secret import secret_group
 from commands.service import start, status, stop
 from commands.simulate import simulate
 from commands.token import token_group
 from commands.watch import watch
+from commands.webhook import webhook_group
 from teckochecker.errors import TeckoError
 
 MISSING_TABLE_MARKERS = ("no such table", "does not exist", "undefinedtable")
@@ -77,6 +79,8 @@ for command in (
     demo,
     probe_group,
     token_group,
+    webhook_group,
+    notify_group,
 ):
     main.add_command(command)
 

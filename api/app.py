@@ -15,6 +15,7 @@ from api.schemas import ExactlyOneOfPlugin
 from api.secrets import blp as secrets_blp
 from api.stats import blp as stats_blp
 from api.web import init_dashboard
+from api.webhooks import blp as webhooks_blp
 from teckochecker.config import Settings
 
 API_TITLE = "TeckoChecker API"
@@ -23,7 +24,8 @@ API_VERSION = "1.0.0"
 OPENAPI_VERSION = "3.0.3"
 API_DESCRIPTION = (
     "Watch OpenAI Batch API batches and start a Keboola Connection job when they have all finished.\n\n"
-    "Every endpoint except `/api/health` and the documentation needs `Authorization: Bearer <API_TOKEN>`. "
+    "Every endpoint except `/api/health`, `/api/webhooks/openai` (signed by OpenAI instead) and the "
+    "documentation needs `Authorization: Bearer <API_TOKEN>`. "
     "Errors share one shape: `{code, status, message, errors}`. Lists are paginated with `page` and "
     "`page_size`; the `X-Pagination` header holds the totals."
 )
@@ -60,7 +62,7 @@ def create_app(settings: Settings) -> Flask:
 
     api = JsonErrorsApi(app, spec_kwargs={"extra_plugins": [ExactlyOneOfPlugin()]})
     register_error_handlers(app)
-    for blueprint in (health_blp, stats_blp, secrets_blp, jobs_blp):
+    for blueprint in (health_blp, stats_blp, secrets_blp, jobs_blp, webhooks_blp):
         api.register_blueprint(blueprint)
     # The dashboard under `/`: its own session sign-in, CSRF protection and security headers (api/web).
     init_dashboard(app, settings)

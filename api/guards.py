@@ -10,8 +10,11 @@ from teckochecker.services.tokens import OPEN_ACCESS, Principal, authenticate, a
 
 MAX_BODY_BYTES = 1024 * 1024
 # The health check, the metrics (counts and timings only) and the documentation (spec, Swagger UI, ReDoc and
-# their scripts) are readable without a token.
-PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "docs-assets"})
+# their scripts) are readable without a token. Webhooks cannot send one: their signature is checked instead
+# (api/webhooks.py).
+PUBLIC_BLUEPRINTS = frozenset({"health", "metrics", "api-docs", "docs-assets", "webhooks"})
+# Blueprints that bound and read their request bodies themselves (a webhook's signature covers its raw bytes).
+RAW_BODY_BLUEPRINTS = frozenset({"webhooks"})
 # The dashboard signs people in with a session cookie of its own (api/web/auth.py), not a bearer header.
 DASHBOARD_BLUEPRINT = "web"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -66,7 +69,7 @@ def require_write_role() -> Response | None:
 
 def require_json_body() -> Response | None:
     """Refuse oversized bodies before reading them, and bodies that are not JSON instead of ignoring them."""
-    if request.method not in BODY_METHODS:
+    if request.method not in BODY_METHODS or request.blueprint in RAW_BODY_BLUEPRINTS:
         return None
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:

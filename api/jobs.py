@@ -78,6 +78,7 @@ def _draft(data: dict[str, Any]) -> tuple[job_service.JobDraft, dict[str, str]]:
         keboola_component_id=data["keboola_component_id"],
         keboola_configuration_id=data["keboola_configuration_id"],
         poll_interval_seconds=data.get("poll_interval_seconds"),
+        notify=data.get("notify"),
     )
     return draft, aliases
 

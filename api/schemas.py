@@ -16,10 +16,11 @@ from apispec import BasePlugin
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from marshmallow.utils import missing
 
-from teckochecker.models import MAX_ID, JobStatus, SecretType
+from teckochecker.models import MAX_ID, JobStatus, Secret, SecretType
+from teckochecker.notifications.events import NotificationKind
 from teckochecker.services.export import ExportFormat
 from teckochecker.services.jobs import JobOrder
-from teckochecker.services.secrets import SECRET_VALUE_MAX_LENGTH
+from teckochecker.services.secrets import SECRET_VALUE_MAX_LENGTH, notification_events
 from teckochecker.services.validation import NAME_MAX_LENGTH
 from teckochecker.services.verification import Verdict
 
@@ -176,7 +177,29 @@ class StatsSchema(Schema):
     started_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
 
 
+# --- webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookReceiptSchema(Schema):
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(["marked_due", "replay", "ignored"]),
+        metadata=_example(
+            "marked_due", "`replay`: this webhook-id was seen before; `ignored`: not a batch event. Either way: 200."
+        ),
+    )
+    event_type = fields.String(required=True, metadata=_example("batch.completed"))
+    jobs_due = fields.Integer(required=True, metadata=_example(1, "Active jobs watching the batch, now due."))
+
+
 # --- secrets --------------------------------------------------------------------------------------------
+
+
+_EVENTS_HELP = f"Events: {', '.join(NotificationKind)}; `failed` covers every failure, `all` every event."
+
+
+def _event_name() -> fields.String:
+    return fields.String(validate=validate.OneOf([*NotificationKind, "all"]))
 
 
 class SecretCreateSchema(Schema):
@@ -190,7 +213,24 @@ class SecretCreateSchema(Schema):
         required=True,
         load_only=True,
         validate=validate.Length(min=1, max=SECRET_VALUE_MAX_LENGTH),
-        metadata=_example("sk-...", "The API key or token, one line. Write-only: no response ever contains it."),
+        metadata=_example(
+            "sk-...",
+            "The API key or token, a webhook signing secret (whsec_…) or an Apprise URL (notification), one line. "
+            "Write-only: no response ever contains it.",
+        ),
+    )
+    events = fields.List(
+        _event_name(),
+        metadata=_example(["completed", "failed"], "A notification target's events (default: all). " + _EVENTS_HELP),
+    )
+
+
+class SecretEventsSchema(Schema):
+    events = fields.List(
+        _event_name(),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata=_example(["failed", "stalled"], _EVENTS_HELP),
     )
 
 
@@ -231,8 +271,22 @@ class SecretSchema(Schema):
         validate=validate.OneOf([member.value for member in SecretType]),
         metadata=_example("openai"),
     )
+    events = fields.Method(
+        "_events",
+        required=True,
+        allow_none=True,
+        metadata={
+            **_example(None),
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "A notification target's chosen events; null: every event (and for other secrets).",
+        },
+    )
     created_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
     updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
+
+    def _events(self, secret: Secret) -> list[str] | None:
+        return notification_events(secret)
 
 
 # --- jobs -------------------------------------------------------------------------------------------------
@@ -272,6 +326,12 @@ class JobSchema(Schema):
     )
     openai_secret = fields.Nested(SecretReferenceSchema, required=True)
     keboola_secret = fields.Nested(SecretReferenceSchema, required=True)
+    notify = fields.List(
+        fields.Nested(SecretReferenceSchema),
+        required=True,
+        attribute="notification_targets",
+        metadata={"description": "The notification targets this job tells of its outcome."},
+    )
     keboola_stack_url = fields.String(required=True, metadata=_example("https://connection.eu-central-1.keboola.com"))
     keboola_component_id = fields.String(required=True, metadata=_example("kds-team.app-custom-python"))
     keboola_configuration_id = fields.String(required=True, metadata=_example("123456"))
@@ -285,6 +345,40 @@ class JobSchema(Schema):
     updated_at = fields.DateTime(required=True, metadata=_example("2026-01-01T12:00:00+00:00"))
     completed_at = fields.DateTime(required=True, allow_none=True, metadata=_example(None))
     last_error = fields.String(required=True, allow_none=True, metadata=_example(None))
+
+
+class TargetReference(fields.Field):
+    """A notification target by id (a whole number) or by name (text)."""
+
+    default_error_messages = {"invalid": "Must be a target's id (a whole number) or its name (text)."}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_ID:
+                raise self.make_error("invalid")
+            return value
+        if isinstance(value, str):
+            return Text(no_control_characters=True, validate=NAME_LENGTH).deserialize(value)
+        raise self.make_error("invalid")
+
+
+def _notify_field(default: str) -> fields.List:
+    return fields.List(
+        TargetReference(
+            metadata={
+                "oneOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                    {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": NAME_MAX_LENGTH,
+                        "pattern": WITHOUT_CONTROL_CHARACTERS,
+                    },
+                ]
+            }
+        ),
+        metadata=_example(["team-slack"], "Notification targets (`notification` secrets), by name or id." + default),
+    )
 
 
 _POLL_INTERVAL_HELP = "Seconds between checks, MIN_POLL_INTERVAL–MAX_POLL_INTERVAL (30–3600 unless configured)."
@@ -322,6 +416,7 @@ class JobCreateSchema(Schema):
     poll_interval_seconds = fields.Integer(
         strict=True, metadata=_example(120, _POLL_INTERVAL_HELP + " Default DEFAULT_POLL_INTERVAL.")
     )
+    notify = _notify_field(" Default: the targets DEFAULT_NOTIFY names.")
 
     @validates_schema
     def _one_of_each(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -338,6 +433,7 @@ class JobUpdateSchema(Schema):
     keboola_stack_url = Text(metadata=_example("https://connection.keboola.com", _STACK_URL_HELP))
     keboola_component_id = Text(metadata=_example("kds-team.app-custom-python"))
     keboola_configuration_id = Text(metadata=_example("654321"))
+    notify = _notify_field(" They replace the job's targets; [] removes them all.")
 
 
 class JobQuerySchema(Schema):

@@ -14,6 +14,7 @@ from api.schemas import (
     LOCATION_HEADER,
     MAX_ID,
     SecretCreateSchema,
+    SecretEventsSchema,
     SecretSchema,
     SecretUpdateSchema,
     SecretVerifySchema,
@@ -27,7 +28,8 @@ blp = Blueprint(
     "secrets",
     __name__,
     url_prefix="/api/admin/secrets",
-    description="Encrypted OpenAI keys and Keboola tokens. Values are write-only: no response contains them.",
+    description="Encrypted OpenAI keys, Keboola tokens, OpenAI webhook signing secrets and notification targets "
+    "(Apprise URLs). Values are write-only: no response contains them.",
 )
 
 
@@ -50,7 +52,12 @@ class Secrets(UnitOfWorkView):
         409 when the name is taken; 503 when the server has no SECRET_KEY.
         """
         secret = secret_service.add_secret(
-            db_session(), api_state().vault, name=data["name"], type=data["type"], value=data["value"]
+            db_session(),
+            api_state().vault,
+            name=data["name"],
+            type=data["type"],
+            value=data["value"],
+            events=data.get("events"),
         )
         return secret, 201, {"Location": url_for("secrets.SecretById", secret_id=secret.id)}
 
@@ -106,3 +113,18 @@ class SecretVerify(UnitOfWorkView):
         state = api_state()
         result = verify_stored_secret(session, state.vault, state.settings, secret, stack=data.get("stack"))
         return {"verdict": result.verdict, "valid": result.ok, "message": result.message}
+
+
+@blp.route(f"{SECRET_PATH}/events", parameters=SECRET_ID_PARAMETER)
+class SecretEvents(UnitOfWorkView):
+    @blp.arguments(SecretEventsSchema, example={"events": ["failed", "stalled"]})
+    @blp.response(200, SecretSchema)
+    @documents_errors(blp, 401, 403, 404, 422)
+    def put(self, data: dict[str, Any], secret_id: int) -> Secret:
+        """Choose which events a notification target hears of
+
+        `["all"]` for every event. 422 for a secret that is not a notification target.
+        """
+        session = db_session()
+        secret = secret_service.get_secret(session, secret_id)
+        return secret_service.set_notification_events(session, secret, data["events"])

@@ -2,11 +2,14 @@
 
 It starts the simulator and the service (embedded mode) in a temporary directory, creates two secrets and
 a job watching three batches (one of which fails), shows the job live until its Keboola job has run,
-prints the variables Keboola received, and stops everything it started.
+prints the variables Keboola received, and stops everything it started. The simulator sends OpenAI-style
+webhooks to the demo's API, so the Keboola job starts about a second after the last batch finishes, although
+the job polls only every 30 seconds.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -27,7 +30,8 @@ from commands.tables import success
 from commands.watch import watch_job
 from teckochecker.config import ENVIRONMENT_KEYS, load_settings
 from teckochecker.models import JobStatus
-from teckochecker.simulator import RunningSimulator, start_simulator
+from teckochecker.services.webhooks import WEBHOOK_PATH
+from teckochecker.simulator import RunningSimulator, SimulatorControl, start_simulator
 from teckochecker.vault import generate_key
 
 DEMO_OPENAI_KEY = "sk-demo-" + "0" * 24
@@ -39,6 +43,7 @@ BATCHES = (
     ("batch_demo_broken", "failed", 12.0, 120),
 )
 JOB_TIMEOUT_SECONDS = 150.0
+POLL_INTERVAL_SECONDS = 30
 
 
 def _free_port() -> int:
@@ -90,7 +95,10 @@ def demo(open_browser: bool, keep_running: bool) -> None:
             click.echo(f"  Dashboard: http://127.0.0.1:{port}/  (sign in with the demo's API token: {api_token})")
             _create_secrets_and_job(cli, workdir, environment, simulator)
             job_page = f"http://127.0.0.1:{port}/jobs/1"
-            success(f"Job 1 created: checks every 3 seconds. Watch it live in the dashboard: {job_page}\n")
+            success(
+                f"Job 1 created: checks every {POLL_INTERVAL_SECONDS} seconds, and at once when a webhook says a batch "
+                f"ended. Watch it live in the dashboard: {job_page}\n"
+            )
             if open_browser:
                 webbrowser.open(job_page)
             job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
@@ -101,6 +109,7 @@ def demo(open_browser: bool, keep_running: bool) -> None:
                 subprocess.run([*cli, "stop"], cwd=workdir, env=environment, capture_output=True)
             app.close()
         _show_what_keboola_received(control.keboola_jobs(), job.status)
+        _show_reaction(control)
 
 
 def _demo_environment(workdir: Path, simulator: RunningSimulator, port: int) -> dict[str, str]:
@@ -112,6 +121,7 @@ def _demo_environment(workdir: Path, simulator: RunningSimulator, port: int) -> 
         API_TOKEN=secrets.token_urlsafe(24),
         API_HOST="127.0.0.1",
         API_PORT=str(port),
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
         MIN_POLL_INTERVAL="1",
         OPENAI_BASE_URL=simulator.openai_base_url,
         ALLOW_INSECURE_ENDPOINTS="true",
@@ -128,7 +138,12 @@ def _create_secrets_and_job(
          workdir, environment)  # fmt: skip
     _run([*cli, "secret", "add", "--name", "demo-keboola", "--type", "keboola", "--value", DEMO_KEBOOLA_TOKEN],
          workdir, environment)  # fmt: skip
-    success("Secrets 'demo-openai' and 'demo-keboola' added (encrypted)")
+    signing_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    _run([*cli, "secret", "add", "--name", "demo-webhook", "--type", "openai_webhook", "--value", signing_secret],
+         workdir, environment)  # fmt: skip
+    # What a user does in OpenAI's dashboard: register the webhook URL, with its signing secret.
+    simulator.control.configure_webhooks(environment["PUBLIC_URL"] + WEBHOOK_PATH, signing_secret)
+    success("Secrets 'demo-openai', 'demo-keboola' and the webhook signing secret 'demo-webhook' added (encrypted)")
     # The batches start now, so the live view shows them progressing.
     for batch_id, final_status, duration, requests in BATCHES:
         simulator.control.create_batch(
@@ -139,7 +154,7 @@ def _create_secrets_and_job(
         [*cli, "job", "create", "--name", "Demo: three batches", *batch_flags,
          "--openai-secret", "demo-openai", "--keboola-secret", "demo-keboola",
          "--keboola-stack", simulator.stack_url, "--component-id", "kds-team.app-custom-python",
-         "--config-id", "demo-config", "--poll-interval", "3"],
+         "--config-id", "demo-config", "--poll-interval", str(POLL_INTERVAL_SECONDS)],
         workdir, environment,
     )  # fmt: skip
 
@@ -160,3 +175,14 @@ def _show_what_keboola_received(received: list[dict[str, Any]], job_status: str)
             f"the demo did not end as expected: job {job_status}, {len(received)} Keboola job(s) received"
         )
     success("Demo finished: one Keboola job, started once, told which batch failed. Everything is stopped.")
+
+
+def _show_reaction(control: SimulatorControl) -> None:
+    """How long the Keboola job took to start after the last batch finished (the webhook's doing)."""
+    finished = [d["terminal_at"] for d in control.webhooks()["deliveries"] if d["delivered"] and d["terminal_at"]]
+    started = [job["created_unix"] for job in control.keboola_jobs()]
+    if len(finished) == len(BATCHES) and started:
+        click.echo(
+            f"The Keboola job started {started[0] - max(finished):.1f} s after the last batch finished: OpenAI's "
+            f"webhook (simulated) made the job check at once instead of at its next {POLL_INTERVAL_SECONDS} s poll."
+        )

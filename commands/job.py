@@ -42,6 +42,13 @@ def _secret_reference(value: str) -> int | str:
 @click.option("--component-id", required=True, help="Keboola component id, e.g. kds-team.app-custom-python")
 @click.option("--config-id", required=True, help="Keboola configuration id.")
 @click.option("--poll-interval", type=int, help="Seconds between checks (default DEFAULT_POLL_INTERVAL).")
+@click.option(
+    "--notify",
+    "notify",
+    multiple=True,
+    help="Notification target (a `notification` secret) to tell of the outcome; repeat for several "
+    "(default: DEFAULT_NOTIFY).",
+)
 @pass_app
 def create_job(
     app: AppContext,
@@ -53,6 +60,7 @@ def create_job(
     component_id: str,
     config_id: str,
     poll_interval: int | None,
+    notify: tuple[str, ...],
 ) -> None:
     """Watch OpenAI batches and start a Keboola job when they all finish."""
     draft = job_service.JobDraft(
@@ -64,6 +72,7 @@ def create_job(
         keboola_component_id=component_id,
         keboola_configuration_id=config_id,
         poll_interval_seconds=poll_interval,
+        notify=[_secret_reference(target) for target in notify] if notify else None,
     )
     with app.session() as session:
         job = job_service.create_job(session, app.settings, draft)
@@ -133,6 +142,7 @@ def _details_rows(job: PollingJob) -> list[list[str]]:
         ["Created At", when(job.created_at)],
         ["OpenAI Secret", job.openai_secret.name],
         ["Keboola Secret", job.keboola_secret.name],
+        ["Notify", ", ".join(target.name for target in job.notification_targets) or EMPTY],
         ["Keboola Stack", job.keboola_stack_url],
         ["Component ID", job.keboola_component_id],
         ["Config ID", job.keboola_configuration_id],
@@ -242,6 +252,8 @@ def export_jobs(
 @click.option("--keboola-stack", help="New Keboola stack URL.")
 @click.option("--component-id", help="New Keboola component id.")
 @click.option("--config-id", help="New Keboola configuration id.")
+@click.option("--notify", multiple=True, help="Notification target; repeat for several. Replaces the job's targets.")
+@click.option("--no-notify", is_flag=True, help="Notify nobody about this job.")
 @pass_app
 def update_job(
     app: AppContext,
@@ -251,14 +263,19 @@ def update_job(
     keboola_stack: str | None,
     component_id: str | None,
     config_id: str | None,
+    notify: tuple[str, ...],
+    no_notify: bool,
 ) -> None:
-    """Change a job's name, interval or Keboola target."""
+    """Change a job's name, interval, Keboola target or notification targets."""
+    if notify and no_notify:
+        raise click.UsageError("give --notify or --no-notify, not both")
     changes = job_service.JobChanges(
         name=name,
         poll_interval_seconds=poll_interval,
         keboola_stack_url=keboola_stack,
         keboola_component_id=component_id,
         keboola_configuration_id=config_id,
+        notify=[] if no_notify else [_secret_reference(target) for target in notify] if notify else None,
     )
     with app.session() as session:
         job = job_service.update_job(session, app.settings, job_service.get_job(session, job_id), changes)

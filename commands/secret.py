@@ -9,7 +9,8 @@ import click
 
 from commands.context import AppContext, pass_app
 from commands.tables import render_table, success, when
-from teckochecker.models import SecretType
+from teckochecker.models import Secret, SecretType
+from teckochecker.notifications.events import NotificationKind
 from teckochecker.presenters import secret_view
 from teckochecker.services import secrets as secret_service
 from teckochecker.services.verification import verify_stored_secret
@@ -17,7 +18,14 @@ from teckochecker.services.verification import verify_stored_secret
 
 @click.group("secret")
 def secret_group() -> None:
-    """Manage encrypted OpenAI keys and Keboola tokens."""
+    """Manage encrypted OpenAI keys, Keboola tokens, webhook signing secrets and notification targets."""
+
+
+EVENTS_HELP = (
+    "For a notification target: the events it hears of, comma-separated, or all (default): "
+    + ", ".join(NotificationKind)
+    + "."
+)
 
 
 def _read_value(value: str | None) -> str:
@@ -33,27 +41,39 @@ def _read_value(value: str | None) -> str:
 @secret_group.command("add")
 @click.option("--name", required=True, help="A unique name, used by jobs to refer to the secret.")
 @click.option("--type", "secret_type", required=True, type=click.Choice([t.value for t in SecretType]))
-@click.option("--value", help="The key or token. Omit it to be prompted (hidden) or to read standard input.")
+@click.option(
+    "--value",
+    help="The key, token, signing secret (whsec_…) or Apprise URL. Omit it to be prompted (hidden) or to read "
+    "standard input.",
+)
+@click.option("--events", help=EVENTS_HELP)
 @pass_app
-def add_secret(app: AppContext, name: str, secret_type: str, value: str | None) -> None:
+def add_secret(app: AppContext, name: str, secret_type: str, value: str | None, events: str | None) -> None:
     """Store a new secret, encrypted with SECRET_KEY."""
     vault = app.vault()
     plaintext = _read_value(value)
     with app.session() as session:
-        secret = secret_service.add_secret(session, vault, name=name, type=secret_type, value=plaintext)
+        secret = secret_service.add_secret(session, vault, name=name, type=secret_type, value=plaintext, events=events)
     success(f"Secret '{secret.name}' added successfully (ID: {secret.id})")
 
 
 @secret_group.command("update")
 @click.argument("name")
-@click.option("--value", help="The new key or token. Omit it to be prompted (hidden) or to read standard input.")
+@click.option(
+    "--value",
+    help="The new value. Omit it (and --events) to be prompted (hidden) or to read standard input.",
+)
+@click.option("--events", help=EVENTS_HELP)
 @pass_app
-def update_secret(app: AppContext, name: str, value: str | None) -> None:
-    """Replace a secret's value; jobs using it pick the new value up at their next call."""
+def update_secret(app: AppContext, name: str, value: str | None, events: str | None) -> None:
+    """Replace a secret's value (jobs pick it up at their next call), or a notification target's events."""
     vault = app.vault()
     with app.session() as session:
         secret = secret_service.get_secret_by_name(session, name)
-        secret_service.replace_secret_value(session, vault, secret, _read_value(value))
+        if events is not None:
+            secret_service.set_notification_events(session, secret, events)
+        if value is not None or events is None:
+            secret_service.replace_secret_value(session, vault, secret, _read_value(value))
     success(f"Secret '{name}' updated")
 
 
@@ -66,7 +86,8 @@ def update_secret(app: AppContext, name: str, value: str | None) -> None:
 )
 @pass_app
 def verify_secret(app: AppContext, name: str, stack: str | None) -> None:
-    """Ask OpenAI or Keboola whether a stored secret is accepted. Exit 0 valid, 1 invalid or unreachable."""
+    """Ask OpenAI or Keboola whether a stored secret is accepted (signing secrets and notification targets: check
+    their form). Exit 0 valid, 1 invalid or unreachable."""
     vault = app.vault()
     with app.session() as session:
         secret = secret_service.get_secret_by_name(session, name)
@@ -89,8 +110,13 @@ def list_secrets(app: AppContext, as_json: bool) -> None:
     if not secrets:
         click.echo("No secrets stored yet. Add one with: teckochecker secret add --name NAME --type openai")
         return
-    rows = [[str(s.id), s.name, s.type, when(s.created_at)] for s in secrets]
+    rows = [[str(s.id), s.name, _type_label(s), when(s.created_at)] for s in secrets]
     click.echo(render_table("Stored Secrets", rows, headers=["ID", "Name", "Type", "Created At"]))
+
+
+def _type_label(secret: Secret) -> str:
+    events = secret_service.notification_events(secret)
+    return f"{secret.type} ({', '.join(events)})" if events else secret.type
 
 
 @secret_group.command("delete")

@@ -52,6 +52,9 @@ class Settings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     openai_max_requests_per_minute: int | None = None
+    public_url: str | None = None
+    default_notify: tuple[str, ...] = ()
+    stall_alert_intervals: int = 3
     env_file: str | None = field(default=None, compare=False)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -158,6 +161,28 @@ def _basic_auth(key: str, raw: str) -> str | None:
     return ",".join(pairs)
 
 
+def _public_url(key: str, raw: str) -> str | None:
+    """The externally reachable base of the API (webhook and job links): a plain http(s) URL, no credentials."""
+    value = raw.strip().rstrip("/")
+    if not value:
+        return None
+    if not value.isascii() or re.search(r"[\\\s\x00-\x1f\x7f@?#]", value):
+        raise ConfigError(key, "must be a plain URL such as https://teckochecker.example.com, without spaces, a user "
+                          "name, a query or a fragment")  # fmt: skip
+    try:
+        parsed = parse_url(value)
+    except LocationParseError:
+        raise ConfigError(key, f"is not a valid URL: {value!r}") from None
+    if parsed.scheme not in ("https", "http") or not parsed.host:
+        raise ConfigError(key, f"must start with https:// (or http://) and name a host, got {value!r}")
+    return value
+
+
+def _names(key: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated names, as given (secret names are case-sensitive)."""
+    return tuple(dict.fromkeys(item.strip() for item in raw.split(",") if item.strip()))
+
+
 def _secret_key(key: str, raw: str) -> str | None:
     # Imported here so that config stays importable without cryptography for tooling that only reads settings.
     from teckochecker.vault import check_fernet_keys
@@ -194,6 +219,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "METRICS_PORT": lambda key, raw: _port(key, raw) if raw.strip() else None,
     "METRICS_HOST": lambda key, raw: raw.strip() or "127.0.0.1",
     "OPENAI_MAX_REQUESTS_PER_MINUTE": lambda key, raw: _positive_integer(key, raw) if raw.strip() else None,
+    "PUBLIC_URL": _public_url,
+    "DEFAULT_NOTIFY": _names,
+    "STALL_ALERT_INTERVALS": _non_negative_integer,
 }
 
 ENVIRONMENT_KEYS: tuple[str, ...] = tuple(_PARSERS)

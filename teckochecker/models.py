@@ -36,6 +36,10 @@ class Base(DeclarativeBase):
 class SecretType(enum.StrEnum):
     OPENAI = "openai"
     KEBOOLA = "keboola"
+    # A Standard Webhooks signing secret (`whsec_…`) of one OpenAI project: verifies OpenAI's webhooks.
+    OPENAI_WEBHOOK = "openai_webhook"
+    # An Apprise URL (Slack, Teams, email, …): where notifications go. It holds credentials, hence a secret.
+    NOTIFICATION = "notification"
 
 
 class TokenRole(enum.StrEnum):
@@ -79,6 +83,8 @@ class Secret(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     type: Mapped[str] = mapped_column(String(16))
     encrypted_value: Mapped[str] = mapped_column(Text)
+    # A notification target's events, comma-separated (not secret); None: every event. Other types: None.
+    notification_events: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -125,11 +131,18 @@ class PollingJob(Base):
     # Set, and committed, just before the Keboola job is requested: after a crash it says "look for the
     # job you may have started before starting another one".
     trigger_attempted_at: Mapped[datetime | None]
+    # When a check last got an answer for every batch it asked about; the stall alert counts from it.
+    last_success_at: Mapped[datetime | None]
+    # Set while a "no successful check" alert stands, so it is sent once and its recovery once.
+    stalled_at: Mapped[datetime | None] = mapped_column(index=True)
 
     openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="selectin")
     keboola_secret: Mapped[Secret] = relationship(foreign_keys=[keboola_secret_id], lazy="selectin")
     batches: Mapped[list[JobBatch]] = relationship(
         back_populates="job", order_by="JobBatch.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+    notification_targets: Mapped[list[Secret]] = relationship(
+        secondary="job_notifications", order_by="Secret.id", lazy="selectin", passive_deletes=True
     )
 
     def __repr__(self) -> str:
@@ -142,7 +155,8 @@ class JobBatch(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("polling_jobs.id", ondelete="CASCADE"))
-    batch_id: Mapped[str] = mapped_column(String(255))
+    # Indexed for webhooks, which name a batch and ask for the jobs that watch it.
+    batch_id: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(32), default=BATCH_PENDING)
     request_total: Mapped[int] = mapped_column(default=0)
     request_completed: Mapped[int] = mapped_column(default=0)
@@ -210,6 +224,59 @@ class WorkerHeartbeat(Base):
 
     hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
     last_seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class JobNotification(Base):
+    """A job's subscription to a notification target (a `notification` secret)."""
+
+    __tablename__ = "job_notifications"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("polling_jobs.id", ondelete="CASCADE"), primary_key=True)
+    # RESTRICT: a target in use cannot be deleted, as a job's keys cannot.
+    secret_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="RESTRICT"), primary_key=True, index=True)
+
+
+class NotificationState(enum.StrEnum):
+    PENDING = "pending"  # waiting to be sent
+    SENDING = "sending"  # an attempt has begun (committed before the call): never attempted twice
+    SENT = "sent"
+    FAILED = "failed"  # retries ran out, or a worker stopped during an attempt: recorded on the job
+
+
+class OutboxNotification(Base):
+    """One event to tell one target, written in the transaction of the event itself (the outbox pattern)."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        CheckConstraint(_in("state", NotificationState), name="state"),
+        # "Targets with something to send" and "this target's rows" are both index range scans.
+        Index("ix_notification_outbox_state_target_id", "state", "target_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("polling_jobs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default=NotificationState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # Like a job's lease: beat hands the target's rows to one task (the token is its id) until lease_until.
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    sent_at: Mapped[datetime | None]
+
+
+class WebhookDelivery(Base):
+    """A webhook that passed signature verification, by its `webhook-id`: a replay finds its row and does nothing."""
+
+    __tablename__ = "webhook_deliveries"
+
+    webhook_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    # Which signing secret verified it (None once that secret is deleted).
+    secret_id: Mapped[int | None] = mapped_column(ForeignKey("secrets.id", ondelete="SET NULL"), index=True)
 
 
 class ApiToken(Base):

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from teckochecker.models import JobBatch, JobEvent, PollingJob, Secret
+from teckochecker.services.secrets import notification_events
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -21,6 +22,7 @@ def secret_view(secret: Secret) -> dict[str, Any]:
         "id": secret.id,
         "name": secret.name,
         "type": secret.type,
+        "events": notification_events(secret),
         "created_at": iso(secret.created_at),
         "updated_at": iso(secret.updated_at),
     }
@@ -53,6 +55,7 @@ def job_view(job: PollingJob) -> dict[str, Any]:
         "status": job.status,
         "openai_secret": {"id": job.openai_secret.id, "name": job.openai_secret.name},
         "keboola_secret": {"id": job.keboola_secret.id, "name": job.keboola_secret.name},
+        "notify": [{"id": target.id, "name": target.name} for target in job.notification_targets],
         "keboola_stack_url": job.keboola_stack_url,
         "keboola_component_id": job.keboola_component_id,
         "keboola_configuration_id": job.keboola_configuration_id,

@@ -38,7 +38,7 @@ class EngineCelery(Celery):
 
 def create_celery_app(settings: Settings) -> EngineCelery:
     """The reliability settings of celeryconfig, the broker of `settings`. Opens nothing, writes nothing."""
-    app = EngineCelery(settings, include=["worker.tasks"])
+    app = EngineCelery(settings, include=["worker.tasks", "worker.notification_tasks"])
     app.config_from_object("celeryconfig")
     broker_url, transport_options = broker_options(settings)
     # Given before the configuration is read, these complete celeryconfig's settings.

@@ -34,6 +34,7 @@ from teckochecker.engine.scheduling import (
 from teckochecker.engine.sweeping import refresh_sweep_modes
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
+from worker.notification_beat import NotificationBeat
 from worker.runtime import Runtime
 from worker.tasks import EngineTask, send_dispatch
 
@@ -62,6 +63,7 @@ class DispatchScheduler(Scheduler):
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
+        self._notifications = NotificationBeat()
 
     @property
     def runtime(self) -> Runtime:
@@ -75,6 +77,7 @@ class DispatchScheduler(Scheduler):
             self._next_dispatch = time.monotonic() + (0.0 if more_due else DISPATCH_EVERY_SECONDS)
         self._log_summary()
         self._count_jobs()
+        self._notifications.tick(self.app, self.runtime)
         return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
 
     def _room_in_queues(self) -> dict[str, int]:

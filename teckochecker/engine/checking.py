@@ -60,6 +60,7 @@ _JOB_STATE = (
     _jobs.c.status,
     _jobs.c.last_error,
     _jobs.c.last_check_at,
+    _jobs.c.last_success_at,
     _jobs.c.next_check_at,
     *leases.COLUMNS,
 )
@@ -170,6 +171,7 @@ class _HeldJob:
     status: str
     last_error: str | None
     last_check_at: datetime | None
+    last_success_at: datetime | None
     next_check_at: datetime | None
     lease_token: str | None
     lease_until: datetime | None
@@ -457,6 +459,7 @@ def _conclude(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now
         # The budget (or a fleet-wide pause after a 429) left some batches unasked: they are asked at the
         # job's next slot, which the claim has already planned.
         return CheckOutcome(ran=True, outcome=Outcome.OVER_BUDGET)
+    job.last_success_at = now
     if job.last_error is not None:
         job.record("recovered", "Checks succeed again")
         job.last_error = None

@@ -14,7 +14,7 @@ from teckochecker.config import Settings
 from teckochecker.db import utcnow
 from teckochecker.engine import leases
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError
-from teckochecker.models import MAX_ID, JobBatch, JobStatus, PollingJob, SecretType
+from teckochecker.models import MAX_ID, JobBatch, JobStatus, PollingJob, Secret, SecretType
 from teckochecker.services.events import record_event
 from teckochecker.services.secrets import resolve_secret
 from teckochecker.services.validation import (
@@ -26,6 +26,7 @@ from teckochecker.services.validation import (
 )
 
 EDITABLE_STATUSES = frozenset({JobStatus.ACTIVE, JobStatus.PAUSED, JobStatus.FAILED})
+MAX_NOTIFY_TARGETS = 20
 
 
 class StatusConflictError(ConflictError):
@@ -48,17 +49,20 @@ class JobDraft:
     keboola_component_id: str
     keboola_configuration_id: str
     poll_interval_seconds: int | None = None
+    # Notification targets by id or name; None: the targets DEFAULT_NOTIFY names.
+    notify: list[int | str] | None = None
 
 
 @dataclass(frozen=True)
 class JobChanges:
-    """An edit of a job; None leaves a field as it is."""
+    """An edit of a job; None leaves a field as it is (`notify=[]` removes every target)."""
 
     name: str | None = None
     poll_interval_seconds: int | None = None
     keboola_stack_url: str | None = None
     keboola_component_id: str | None = None
     keboola_configuration_id: str | None = None
+    notify: list[int | str] | None = None
 
     def is_empty(self) -> bool:
         return all(value is None for value in vars(self).values())
@@ -145,6 +149,28 @@ def parse_job_status(field: str, value: str) -> JobStatus:
         raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
 
 
+def resolve_notification_targets(session: Session, field: str, references: list[int | str]) -> list[Secret]:
+    """Notification targets (`notification` secrets) by id or name, each once."""
+    if len(references) > MAX_NOTIFY_TARGETS:
+        raise ValidationError(field, f"a job notifies at most {MAX_NOTIFY_TARGETS} targets, got {len(references)}")
+    targets: dict[int, Secret] = {}
+    for reference in references:
+        target = resolve_secret(session, field, reference, SecretType.NOTIFICATION)
+        if target.id in targets:
+            raise ValidationError(field, f"notification target '{target.name}' is listed twice")
+        targets[target.id] = target
+    return list(targets.values())
+
+
+def _targets_of_new_job(session: Session, settings: Settings, notify: list[int | str] | None) -> list[Secret]:
+    if notify is not None:
+        return resolve_notification_targets(session, "notify", notify)
+    try:
+        return resolve_notification_targets(session, "notify", list(settings.default_notify))
+    except ValidationError as error:
+        raise ValidationError("notify", f"DEFAULT_NOTIFY: {error.message}") from None
+
+
 def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: datetime | None = None) -> PollingJob:
     name = validate_name("name", draft.name, what="a job's name")
     batch_ids = validate_batch_ids("batch_ids", draft.batch_ids, maximum=settings.max_batches_per_job)
@@ -156,6 +182,7 @@ def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: da
     )
     openai_secret = resolve_secret(session, "openai_secret", draft.openai_secret, SecretType.OPENAI)
     keboola_secret = resolve_secret(session, "keboola_secret", draft.keboola_secret, SecretType.KEBOOLA)
+    targets = _targets_of_new_job(session, settings, draft.notify)
 
     now = now or utcnow()
     job = PollingJob(
@@ -170,6 +197,7 @@ def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: da
         # A new job is checked at once; later checks follow its interval.
         next_check_at=now,
         batches=[JobBatch(batch_id=batch_id) for batch_id in batch_ids],
+        notification_targets=targets,
     )
     session.add(job)
     session.flush()
@@ -299,6 +327,10 @@ def update_job(
             "keboola_configuration_id", changes.keboola_configuration_id, what="the configuration id"
         )
         described.append(f"configuration {job.keboola_configuration_id}")
+    if changes.notify is not None:
+        job.notification_targets = resolve_notification_targets(session, "notify", changes.notify)
+        names = ", ".join(target.name for target in job.notification_targets)
+        described.append(f"notifies {names}" if names else "notifies nobody")
     record_event(session, job, "updated", "Job updated: " + ", ".join(described))
     session.flush()
     return job

@@ -7,8 +7,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError, VaultError
-from teckochecker.models import MAX_ID, PollingJob, Secret, SecretType
+from teckochecker.models import MAX_ID, JobNotification, PollingJob, Secret, SecretType
+from teckochecker.notifications.delivery import apprise_url_problem
+from teckochecker.notifications.events import parse_events, stored_events
 from teckochecker.services.validation import validate_name
+from teckochecker.services.webhooks import signing_secret_problem
 from teckochecker.vault import Vault
 
 JOBS_NAMED_IN_A_MESSAGE = 10
@@ -24,8 +27,8 @@ def parse_secret_type(field: str, value: str | None) -> SecretType:
         raise ValidationError(field, f"must be one of {allowed}, got {value!r}") from None
 
 
-# These are sent in HTTP headers, which carry ASCII only.
-_HEADER_SECRET_TYPES = frozenset({SecretType.OPENAI, SecretType.KEBOOLA})
+# These are sent in HTTP headers (or are keys of a header's signature), which carry ASCII only.
+_HEADER_SECRET_TYPES = frozenset({SecretType.OPENAI, SecretType.KEBOOLA, SecretType.OPENAI_WEBHOOK})
 
 
 def validate_secret_value(value: str | None, secret_type: SecretType) -> str:
@@ -44,16 +47,51 @@ def validate_secret_value(value: str | None, secret_type: SecretType) -> str:
         raise ValidationError(
             "value", f"an {secret_type.value} key or token is plain ASCII text; check what was pasted"
         )
+    problem = None
+    if secret_type is SecretType.OPENAI_WEBHOOK:
+        problem = signing_secret_problem(plaintext)
+    elif secret_type is SecretType.NOTIFICATION:
+        problem = apprise_url_problem(plaintext)
+    if problem:
+        raise ValidationError("value", problem)
     return plaintext
 
 
-def add_secret(session: Session, vault: Vault, *, name: str, type: str, value: str) -> Secret:
+def _notification_events(secret_type: SecretType, events: str | list[str] | None) -> str | None:
+    if events is None:
+        return None
+    if secret_type is not SecretType.NOTIFICATION:
+        raise ValidationError("events", "only a notification target chooses events")
+    return stored_events(parse_events("events", events))
+
+
+def notification_events(secret: Secret) -> list[str] | None:
+    """A notification target's chosen events (None: all); None for other secrets."""
+    if secret.type != SecretType.NOTIFICATION or secret.notification_events is None:
+        return None
+    return secret.notification_events.split(",")
+
+
+def set_notification_events(session: Session, secret: Secret, events: str | list[str]) -> Secret:
+    """Choose which events a notification target hears of (`all` for every one)."""
+    secret.notification_events = _notification_events(SecretType(secret.type), events)
+    session.flush()
+    return secret
+
+
+def add_secret(
+    session: Session, vault: Vault, *, name: str, type: str, value: str, events: str | list[str] | None = None
+) -> Secret:
+    """Store a secret; a notification target may choose its `events` (default: all)."""
     name = validate_name("name", name, what="a secret's name")
     secret_type = parse_secret_type("type", type)
+    chosen = _notification_events(secret_type, events)
     plaintext = validate_secret_value(value, secret_type)
     if session.scalar(select(Secret.id).where(Secret.name == name)) is not None:
         raise ConflictError(f"A secret named '{name}' already exists")
-    secret = Secret(name=name, type=secret_type.value, encrypted_value=vault.encrypt(plaintext))
+    secret = Secret(
+        name=name, type=secret_type.value, encrypted_value=vault.encrypt(plaintext), notification_events=chosen
+    )
     session.add(secret)
     try:
         with session.begin_nested():
@@ -106,19 +144,28 @@ def resolve_secret(session: Session, field: str, reference: int | str, expected:
 
 
 def jobs_using(session: Session, secret: Secret) -> list[PollingJob]:
+    subscribed = select(JobNotification.job_id).where(JobNotification.secret_id == secret.id)
     query = (
         select(PollingJob)
-        .where(or_(PollingJob.openai_secret_id == secret.id, PollingJob.keboola_secret_id == secret.id))
+        .where(
+            or_(
+                PollingJob.openai_secret_id == secret.id,
+                PollingJob.keboola_secret_id == secret.id,
+                PollingJob.id.in_(subscribed),
+            )
+        )
         .order_by(PollingJob.id)
     )
     return list(session.scalars(query))
 
 
 def usage_counts(session: Session) -> dict[int, int]:
-    """How many jobs use each secret (as either of their two secrets), in one aggregate query."""
+    """How many jobs use each secret (as either of their two secrets, or as a notification target), in one
+    aggregate query."""
     uses = union_all(
         select(PollingJob.openai_secret_id.label("secret_id"), PollingJob.id.label("job_id")),
         select(PollingJob.keboola_secret_id, PollingJob.id),
+        select(JobNotification.secret_id, JobNotification.job_id),
     ).subquery()
     rows = session.execute(
         select(uses.c.secret_id, func.count(func.distinct(uses.c.job_id))).group_by(uses.c.secret_id)
@@ -132,9 +179,10 @@ def delete_secret(session: Session, secret: Secret) -> None:
     if users:
         named = ", ".join(f"{job.id} '{job.name}'" for job in users[:JOBS_NAMED_IN_A_MESSAGE])
         more = f" and {len(users) - JOBS_NAMED_IN_A_MESSAGE} more" if len(users) > JOBS_NAMED_IN_A_MESSAGE else ""
-        raise ConflictError(
-            f"Secret '{secret.name}' is used by {len(users)} job(s): {named}{more}. Delete those jobs first"
-        )
+        remedy = "Delete those jobs first"
+        if secret.type == SecretType.NOTIFICATION:
+            remedy = "Change their targets first (`teckochecker job update ID --notify NAME` or `--no-notify`)"
+        raise ConflictError(f"Secret '{secret.name}' is used by {len(users)} job(s): {named}{more}. {remedy}")
     session.delete(secret)
     session.flush()
 

@@ -1,7 +1,9 @@
 """Checks that a stored secret still works, with the cheapest call that proves what TeckoChecker needs.
 
 An OpenAI key must be able to read batches (`GET /batches?limit=1`); a Keboola token must be accepted
-by its stack's Storage API (`GET /v2/storage/tokens/verify`). No message ever holds the secret.
+by its stack's Storage API (`GET /v2/storage/tokens/verify`). A webhook signing secret and a notification
+target cannot be asked about without a webhook or a message: their form is checked. No message ever holds
+the secret.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from teckochecker.clients.openai_batches import OpenAIBatchClient
 from teckochecker.config import Settings
 from teckochecker.errors import ValidationError
 from teckochecker.models import PollingJob, Secret, SecretType
+from teckochecker.notifications.delivery import apprise_url_problem, service_name
 from teckochecker.redaction import Redactor
 from teckochecker.services.validation import keboola_hosts
+from teckochecker.services.webhooks import signing_secret_problem
 from teckochecker.vault import Vault
 
 VERIFY_CONNECT_TIMEOUT = 5.0
@@ -68,6 +72,10 @@ def verify_secret(
         raise ValidationError("type", f"must be one of {allowed}, got {secret_type!r}") from None
     if kind is SecretType.OPENAI:
         return _verify_openai(value, openai_base_url, (connect_timeout, read_timeout))
+    if kind is SecretType.OPENAI_WEBHOOK:
+        return _check_signing_secret(value)
+    if kind is SecretType.NOTIFICATION:
+        return _check_notification_url(value)
     if not stack_url:
         raise ValidationError("stack", "a Keboola token belongs to one stack: give the stack URL to check it against")
     try:
@@ -98,6 +106,29 @@ def _verify_keboola(
     description = f" {info.description!r}" if info.description else ""
     return VerificationResult(
         Verdict.VALID, f"Keboola accepted the token{description} (id {info.id}) for {owner} at {client.stack_url}"
+    )
+
+
+def _check_signing_secret(value: str) -> VerificationResult:
+    # OpenAI offers no call that checks a signing secret; only a webhook it signs can prove it.
+    problem = signing_secret_problem(value)
+    if problem:
+        return VerificationResult(Verdict.INVALID, problem)
+    return VerificationResult(
+        Verdict.VALID,
+        "it is a well-formed signing secret. OpenAI cannot be asked whether it is the right one: "
+        "`teckochecker webhook info` shows when a validly signed webhook last arrived",
+    )
+
+
+def _check_notification_url(value: str) -> VerificationResult:
+    # Checked without sending anything: `teckochecker notify test NAME` sends a real message.
+    problem = apprise_url_problem(value)
+    if problem:
+        return VerificationResult(Verdict.INVALID, problem)
+    return VerificationResult(
+        Verdict.VALID,
+        f"Apprise can send to it ({service_name(value)}); `teckochecker notify test NAME` sends a test message",
     )
 
 

@@ -134,3 +134,25 @@ class SimulatorControl:
     def counters(self) -> dict[str, Any]:
         """{"total", "requests": {"GET /v1/batches/{batch_id}": n, …}, "connections", "faults": […]}."""
         return self._call("GET", "/counters")
+
+    def configure_webhooks(self, url: str, secret: str) -> None:
+        """Send OpenAI-style webhooks to `url`, signed with `secret` (whsec_…), when batches finish."""
+        self._call("POST", "/webhooks", {"url": url, "secret": secret})
+
+    def disable_webhooks(self) -> None:
+        self._call("DELETE", "/webhooks")
+
+    def webhooks(self) -> dict[str, Any]:
+        """{"url", "faults", "deliveries": [{webhook_id, event_id, type, batch_id, terminal_at, fault, attempts,
+        delivered}, …]}, oldest first."""
+        return self._call("GET", "/webhooks")
+
+    def add_webhook_fault(self, mode: str, *, batch_id: str | None = None, count: int = 1) -> dict[str, Any]:
+        """`duplicate`, `stale` (timestamp 10 minutes old), `bad_signature` or `drop`: for `batch_id`'s event, or
+        else for the next `count` events."""
+        body = {"mode": mode, "batch_id": batch_id, "count": count}
+        return self._call("POST", "/webhooks/faults", {k: v for k, v in body.items() if v is not None})
+
+    def send_webhook(self, batch_id: str, event_type: str = "batch.completed") -> dict[str, Any]:
+        """Send an event for `batch_id` now, whatever the batch's status; returns its delivery record."""
+        return self._call("POST", "/webhooks/send", {"batch_id": batch_id, "type": event_type})

@@ -196,6 +196,42 @@ def clear_faults(state: SimulatorState, request: SimRequest) -> Reply:
     return Reply(200, {"cleared": True})
 
 
+def configure_webhooks(state: SimulatorState, request: SimRequest) -> Reply:
+    body = _body(request)
+    try:
+        state.webhooks.configure(_text(body, "url") or "", _text(body, "secret") or "")
+    except SimulatorInputError as exc:
+        return control_error(400, str(exc))
+    return Reply(200, {"url": body["url"]})
+
+
+def disable_webhooks(state: SimulatorState, request: SimRequest) -> Reply:
+    state.webhooks.disable()
+    return Reply(200, {"disabled": True})
+
+
+def describe_webhooks(state: SimulatorState, request: SimRequest) -> Reply:
+    return Reply(200, state.webhooks.describe())
+
+
+def add_webhook_fault(state: SimulatorState, request: SimRequest) -> Reply:
+    body = _body(request)
+    batch_id = _text(body, "batch_id", required=False)
+    count = _number(body, "count", integer=True, minimum=1)
+    try:
+        fault = state.webhooks.add_fault(_text(body, "mode") or "", batch_id, 1 if count is None else count)
+    except SimulatorInputError as exc:
+        return control_error(400, str(exc))
+    return Reply(201, vars(fault).copy())
+
+
+def send_webhook(state: SimulatorState, request: SimRequest) -> Reply:
+    body = _body(request)
+    event_type = _text(body, "type", required=False) or "batch.completed"
+    delivery = state.webhooks.send_now(_text(body, "batch_id") or "", event_type)
+    return Reply(202, delivery.describe())
+
+
 def counters(state: SimulatorState, request: SimRequest) -> Reply:
     return Reply(200, state.counters())
 
@@ -215,4 +251,9 @@ ROUTES = [
     Route("POST", PREFIX + "/faults", add_fault),
     Route("DELETE", PREFIX + "/faults", clear_faults),
     Route("GET", PREFIX + "/counters", counters),
+    Route("POST", PREFIX + "/webhooks", configure_webhooks),
+    Route("DELETE", PREFIX + "/webhooks", disable_webhooks),
+    Route("GET", PREFIX + "/webhooks", describe_webhooks),
+    Route("POST", PREFIX + "/webhooks/faults", add_webhook_fault),
+    Route("POST", PREFIX + "/webhooks/send", send_webhook),
 ]

@@ -121,6 +121,7 @@ class SimJob:
             "project_id": self.token.project_id,
             "body": self.body,
             "created_time": iso_time(self.created),
+            "created_unix": self.created,
         }
 
 

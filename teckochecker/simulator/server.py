@@ -176,6 +176,7 @@ class SimulatorServer(ThreadingHTTPServer):
         """Stop serving and close every open connection, so clients see the server go away."""
         self.shutdown()
         self.server_close()
+        self.state.webhooks.stop()
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:

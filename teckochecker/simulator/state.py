@@ -1,7 +1,8 @@
 """What the simulator remembers, behind one lock: its settings, and the state of each simulated API.
 
 Each API's part lives beside its handlers' module: openai_state.py (keys, batches), keboola_state.py
-(tokens, jobs) and faults.py (faults, counters); SimulatorState puts them together.
+(tokens, jobs), faults.py (faults, counters) and webhooks.py (the webhooks sent for finished batches);
+SimulatorState puts them together.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from teckochecker.simulator.faults import FaultState
 from teckochecker.simulator.keboola_state import JOB_STATUSES, KeboolaState
 from teckochecker.simulator.openai_state import BATCH_STATUSES, OpenAIState
 from teckochecker.simulator.timeline import SimulatorInputError, check_status
+from teckochecker.simulator.webhooks import WebhookState
 
 
 @dataclass
@@ -45,7 +47,7 @@ class SimSettings:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class SimulatorState(OpenAIState, KeboolaState, FaultState):
+class SimulatorState(WebhookState, OpenAIState, KeboolaState, FaultState):
     """Everything the simulator knows, behind one lock (each operation is short)."""
 
     def __init__(self, **defaults: Any) -> None:
@@ -62,6 +64,7 @@ class SimulatorState(OpenAIState, KeboolaState, FaultState):
             self._reset_openai()
             self._reset_keboola()
             self._reset_faults()
+            self._reset_webhooks()
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         with self._lock:

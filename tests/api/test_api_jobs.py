@@ -15,7 +15,7 @@ from tests.api.conftest import GUIDE_JOB
 pytestmark = pytest.mark.usefixtures("guide_secrets")
 
 JOB_FIELDS = {
-    "id", "name", "status", "openai_secret", "keboola_secret", "keboola_stack_url", "keboola_component_id",
+    "id", "name", "status", "openai_secret", "keboola_secret", "notify", "keboola_stack_url", "keboola_component_id",
     "keboola_configuration_id", "poll_interval_seconds", "batches", "keboola_job_id", "keboola_job_status",
     "last_check_at", "next_check_at", "created_at", "updated_at", "completed_at", "last_error",
 }  # fmt: skip

@@ -128,4 +128,4 @@ def test_schemathesis_with_every_check_finds_no_failure(
         timeout=600,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-12000:] + completed.stderr[-2000:]
-    assert "18 selected / 19 total" in completed.stdout
+    assert "20 selected / 21 total" in completed.stdout

@@ -69,7 +69,7 @@ def test_patch_replaces_a_secrets_value_and_never_returns_it(
 ) -> None:
     updated = client.patch("/api/admin/secrets/1", json={"value": "  sk-rotated  "})
     assert updated.status_code == 200 and "sk-rotated" not in updated.text
-    assert set(updated.json) == {"id", "name", "type", "created_at", "updated_at"}
+    assert set(updated.json) == {"id", "name", "type", "events", "created_at", "updated_at"}
     stored = session.get(Secret, 1)
     assert Vault(api_settings.secret_key).decrypt(stored.encrypted_value, secret_name=stored.name) == "sk-rotated"
     empty = client.patch("/api/admin/secrets/1", json={"value": " "})

@@ -23,7 +23,7 @@ def test_create_stores_the_value_encrypted_and_never_returns_it(
     response = client.post("/api/admin/secrets", json={"name": "openai-test", "type": "openai", "value": LEAK})
     assert response.status_code == 201
     assert response.headers["Location"] == f"/api/admin/secrets/{response.json['id']}"
-    assert set(response.json) == {"id", "name", "type", "created_at", "updated_at"}
+    assert set(response.json) == {"id", "name", "type", "events", "created_at", "updated_at"}
     assert response.json["name"] == "openai-test" and response.json["type"] == "openai"
 
     stored = session.get(Secret, response.json["id"])

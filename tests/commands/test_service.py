@@ -215,3 +215,5 @@ def test_the_demo_runs_and_passes(tmp_path: Path) -> None:
     assert "Demo finished" in completed.stdout
     assert "Watch it live in the dashboard: http://127.0.0.1:" in completed.stdout
     assert "sign in with the demo's API token: " in completed.stdout
+    # The simulator's webhooks reached the demo's API: the job reacted without waiting for its 30 s poll.
+    assert "s after the last batch finished" in completed.stdout

@@ -1,0 +1,202 @@
+"""OpenAI webhooks in: verify the signature, drop replays, and mark the jobs that watch the batch as due now.
+
+A webhook is a hint, never the truth: it only moves `next_check_at` of the active jobs watching the batch to
+now, and the engine's normal check asks OpenAI and decides exactly as a poll would. So a validly signed event
+for a batch that has not finished changes nothing, and a lost webhook costs at most one interval.
+
+Signatures follow Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), checked with the
+`standardwebhooks` library against every stored `openai_webhook` secret (several OpenAI projects, rotation),
+with its 5-minute timestamp tolerance.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from teckochecker.errors import TeckoError
+from teckochecker.models import (
+    BATCH_TERMINAL_STATUSES,
+    JobBatch,
+    JobStatus,
+    PollingJob,
+    Secret,
+    SecretType,
+    WebhookDelivery,
+)
+from teckochecker.vault import Vault
+
+WEBHOOK_PATH = "/api/webhooks/openai"
+# The events to select in OpenAI's dashboard; any other type is acknowledged and ignored.
+BATCH_EVENTS = ("batch.completed", "batch.failed", "batch.cancelled", "batch.expired")
+MAX_BODY_BYTES = 64 * 1024
+# Far longer than the library's 5-minute tolerance, so a replay inside the tolerance is always caught.
+REMEMBER_DELIVERIES = timedelta(hours=24)
+SIGNING_SECRET_PREFIX = "whsec_"
+SIGNING_SECRET_MIN_BYTES = 16
+WEBHOOK_ID_MAX_LENGTH = 255
+
+_jobs = PollingJob.__table__
+_batches = JobBatch.__table__
+_deliveries = WebhookDelivery.__table__
+
+
+class WebhookRefused(TeckoError):
+    """The request is not a validly signed webhook: answered 400, and nothing is done."""
+
+
+class Outcome(enum.StrEnum):
+    MARKED_DUE = "marked_due"  # the jobs watching the batch are due now (possibly none: an unknown batch)
+    REPLAY = "replay"  # this webhook-id was seen before
+    IGNORED = "ignored"  # not a batch event
+
+
+@dataclass(frozen=True)
+class Receipt:
+    outcome: Outcome
+    event_type: str
+    jobs_due: int = 0
+
+
+def signing_secret_problem(value: str) -> str | None:
+    """Why `value` is not a Standard Webhooks signing secret (`whsec_` + base64 of the key), or None."""
+    if not value.startswith(SIGNING_SECRET_PREFIX):
+        return f"an OpenAI webhook signing secret starts with {SIGNING_SECRET_PREFIX} (copy it from OpenAI's dashboard)"
+    encoded = value[len(SIGNING_SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return f"the part after {SIGNING_SECRET_PREFIX} must be base64; check what was pasted"
+    if len(key) < SIGNING_SECRET_MIN_BYTES:
+        return f"the signing secret is too short ({len(key)} bytes of key); check what was pasted"
+    return None
+
+
+def _signing_secrets(session: Session, vault: Vault) -> list[tuple[int, str]]:
+    rows = session.execute(
+        select(Secret.id, Secret.name, Secret.encrypted_value)
+        .where(Secret.type == SecretType.OPENAI_WEBHOOK.value)
+        .order_by(Secret.id)
+    )
+    return [(row.id, vault.decrypt(row.encrypted_value, secret_name=row.name)) for row in rows]
+
+
+def has_signing_secret(session: Session) -> bool:
+    query = select(Secret.id).where(Secret.type == SecretType.OPENAI_WEBHOOK.value).limit(1)
+    return session.scalar(query) is not None
+
+
+def verify(secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+    """The id of the secret that signed the request, and the event; WebhookRefused otherwise."""
+    wanted = {name: headers.get(name) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    missing = [name for name, value in wanted.items() if not value]
+    if missing:
+        raise WebhookRefused(f"missing the header(s) {', '.join(missing)}: this is not a Standard Webhooks request")
+    if len(wanted["webhook-id"] or "") > WEBHOOK_ID_MAX_LENGTH:
+        raise WebhookRefused("the webhook-id header is too long")
+    reason = "no stored signing secret matches the signature"
+    for secret_id, secret in secrets:
+        try:
+            event = Webhook(secret).verify(body, wanted)
+        except WebhookVerificationError as error:
+            if "timestamp" in str(error).lower() or "Signature Headers" in str(error):
+                # The timestamp is the same whichever secret is tried.
+                raise WebhookRefused(f"{error} (the tolerance is 5 minutes)") from None
+            continue
+        except ValueError:
+            # A malformed signature header or a body that is not UTF-8/JSON (all ValueError subclasses).
+            reason = "the signature header or the body is malformed"
+            continue
+        if not isinstance(event, dict):
+            raise WebhookRefused("the event is not a JSON object")
+        return secret_id, event
+    raise WebhookRefused(reason)
+
+
+def _insert_delivery(session: Session, webhook_id: str, event_type: str, secret_id: int, now: datetime) -> bool:
+    """Record the delivery; False when its id was recorded before (a replay). Atomic under concurrency."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(_deliveries)
+        .values(webhook_id=webhook_id, event_type=event_type[:64], received_at=now, secret_id=secret_id)
+        .on_conflict_do_nothing(index_elements=["webhook_id"])
+        .returning(_deliveries.c.webhook_id)
+    )
+    return session.execute(statement).first() is not None
+
+
+def forget_old_deliveries(session: Session, now: datetime) -> int:
+    """Forget ids older than REMEMBER_DELIVERIES, except the newest (it says when the last webhook came).
+
+    Beat runs this, not the requests, so concurrent deliveries never contend for the same old rows."""
+    newest = select(func.max(_deliveries.c.received_at)).scalar_subquery()
+    return session.execute(
+        delete(_deliveries).where(
+            _deliveries.c.received_at < now - REMEMBER_DELIVERIES, _deliveries.c.received_at < newest
+        )
+    ).rowcount
+
+
+def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
+    """Make every active job that watches `batch_id`, still unfinished in our records, due now; returns how many.
+
+    One UPDATE on the batch-id index. A job already due keeps its earlier time.
+    """
+    watching = (
+        select(_batches.c.job_id)
+        .where(_batches.c.batch_id == batch_id, _batches.c.status.not_in(list(BATCH_TERMINAL_STATUSES)))
+        .scalar_subquery()
+    )
+    return session.execute(
+        update(_jobs)
+        .where(
+            _jobs.c.id.in_(watching),
+            _jobs.c.status == JobStatus.ACTIVE.value,
+            (_jobs.c.next_check_at.is_(None)) | (_jobs.c.next_check_at > now),
+        )
+        .values(next_check_at=now)
+    ).rowcount
+
+
+def receive(session: Session, vault: Vault, body: bytes, headers: Mapping[str, str], *, now: datetime) -> Receipt:
+    """Verify one webhook and act on it; the caller commits. WebhookRefused for anything not validly signed."""
+    secret_id, event = verify(_signing_secrets(session, vault), body, headers)
+    event_type = event.get("type")
+    if not isinstance(event_type, str):
+        raise WebhookRefused("the event has no type")
+    if not _insert_delivery(session, headers["webhook-id"], event_type, secret_id, now):
+        return Receipt(Outcome.REPLAY, event_type)
+    data = event.get("data")
+    batch_id = data.get("id") if isinstance(data, dict) else None
+    if event_type not in BATCH_EVENTS or not isinstance(batch_id, str):
+        return Receipt(Outcome.IGNORED, event_type)
+    return Receipt(Outcome.MARKED_DUE, event_type, mark_batch_jobs_due(session, batch_id, now))
+
+
+@dataclass(frozen=True)
+class WebhookStatus:
+    signing_secrets: list[str]
+    last_received_at: datetime | None
+    last_event_type: str | None
+
+
+def status(session: Session) -> WebhookStatus:
+    """What `webhook info` shows: the stored signing secrets' names and the last valid webhook."""
+    names = list(
+        session.scalars(select(Secret.name).where(Secret.type == SecretType.OPENAI_WEBHOOK.value).order_by(Secret.id))
+    )
+    last = session.execute(
+        select(_deliveries.c.received_at, _deliveries.c.event_type).order_by(_deliveries.c.received_at.desc()).limit(1)
+    ).first()
+    return WebhookStatus(names, last.received_at if last else None, last.event_type if last else None)
