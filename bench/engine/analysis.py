@@ -37,6 +37,7 @@ def analyse(bench: Installation, schedule: Schedule, samples: Samples, flip: Fli
     args = bench.args
     lags, early, missed = _lags_and_misses(args, schedule, samples, until=flip.started)
     (t0, r0), (t1, r1) = samples.window
+    steady_lags = [lag for stamp, lag in lags if t0 <= stamp < t1]
     window_seconds = t1 - t0
     job_checks = sum(1 for _, stamp in samples.checks if t0 <= stamp < t1)
     batch_checks = job_checks * args.batches_per_job
@@ -67,14 +68,9 @@ def analyse(bench: Installation, schedule: Schedule, samples: Samples, flip: Fli
         "engine_cpu_seconds_per_1000_batch_checks": 1000 * engine_cpu * window_seconds / batch_checks
         if batch_checks
         else float("nan"),
-        "lag_seconds": {
-            "count": len(lags),
-            "p50": percentile(lags, 0.50),
-            "p95": percentile(lags, 0.95),
-            "p99": percentile(lags, 0.99),
-            "max": max(lags) if lags else float("nan"),
-            "checks_before_their_slot": early,
-        },
+        "lag_seconds": {**_spread([lag for _, lag in lags]), "checks_before_their_slot": early},
+        # Past the first interval, when every job appeared at once and no sweep had yet learned its lead.
+        "steady_lag_seconds": _spread(steady_lags),
         "missed": missed,
         "restart": _restart(args, schedule, samples) if args.overdue else None,
         "trigger_latency_seconds": _trigger_latency(bench, flip),
@@ -83,10 +79,20 @@ def analyse(bench: Installation, schedule: Schedule, samples: Samples, flip: Fli
     }
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "count": len(values),
+        "p50": percentile(values, 0.50),
+        "p95": percentile(values, 0.95),
+        "p99": percentile(values, 0.99),
+        "max": max(values) if values else float("nan"),
+    }
+
+
 def _lags_and_misses(
     args: argparse.Namespace, schedule: Schedule, samples: Samples, *, until: float
-) -> tuple[list[float], int, dict[str, int]]:
-    """Each check's lag behind the slot it serves, the checks made ahead of it, and the missed checks.
+) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
+    """Each check's (time, lag behind the slot it serves), the checks made ahead of it, and the missed checks.
 
     A check serves the nearest slot on its job's grid: a sweep checks jobs up to a quarter of an interval
     early (lag 0, counted as early), a late check counts its lag from the slot before it.
@@ -97,7 +103,7 @@ def _lags_and_misses(
     for job_id, stamp in samples.checks:
         if stamp < until:
             by_job[job_id].append(stamp)
-    lags: list[float] = []
+    lags: list[tuple[float, float]] = []
     early = gaps_missed = slots_missed = 0
     jobs_missed = set()
     for job_id in range(1, args.jobs + 1):
@@ -107,7 +113,7 @@ def _lags_and_misses(
             lag = stamp - (first + round((stamp - first) / interval) * interval)
             if lag < 0 and stamp >= first - interval / 2:
                 early += 1
-            lags.append(max(0.0, lag))
+            lags.append((stamp, max(0.0, lag)))
         # Gaps, counting a virtual check one interval before the first slot, and the end of the run.
         points = [max(first, origin_ts) - interval, *stamps, samples.end_ts]
         for previous, current in itertools.pairwise(points):
@@ -195,7 +201,7 @@ def _cpu_percent(samples: Samples) -> dict[str, float]:
 
 def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     r, a = results, args
-    lag, missed, trig = r["lag_seconds"], r["missed"], r["trigger_latency_seconds"]
+    lag, steady, missed, trig = r["lag_seconds"], r["steady_lag_seconds"], r["missed"], r["trigger_latency_seconds"]
     watched = a.jobs * a.batches_per_job
     lines = [
         "",
@@ -216,6 +222,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
         f"scheduling lag (last_check_at - the slot it serves, {lag['count']} checks): "
         f"p50 {lag['p50']:.2f}s  p95 {lag['p95']:.2f}s  p99 {lag['p99']:.2f}s  max {lag['max']:.2f}s; "
         f"{lag['checks_before_their_slot']} checks ahead of their slot (sweeps)",
+        f"  in the steady window ({steady['count']} checks): p50 {steady['p50']:.2f}s  p95 {steady['p95']:.2f}s  "
+        f"p99 {steady['p99']:.2f}s  max {steady['max']:.2f}s",
         f"missed checks (gap > 1.5 intervals): {missed['gaps_over_1_5_intervals']} gaps, "
         f"{missed['slots']} slots, {missed['jobs']} jobs; check messages expired unrun (whole run): "
         f"{r['check_messages_expired']}",

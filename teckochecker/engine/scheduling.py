@@ -14,7 +14,8 @@ FOLLOW_GROUP_SIZE.
 A key whose batches are refreshed by list sweeps (see `sweeping`) is handed out differently: once one of
 its jobs is due within the sweep's lead time, every job of that key due within SWEEP_WINDOW of an interval
 is claimed at once, as one group, so one sweep checks them all. Those jobs are checked a little early,
-never late, and keep their own grids.
+never late, and keep their own grids. A job checked less than half an interval ago (late, after an outage)
+waits for its own slot instead: a sweep never checks a job twice within half an interval.
 
 On PostgreSQL one statement claims a whole batch (`… FOR UPDATE SKIP LOCKED`), with the grid arithmetic in
 SQL: beat stays cheap at thousands of claims a second. SQLite (the embedded single-machine default) has no
@@ -93,7 +94,9 @@ locked AS (
            OR (j.status = 'triggering' AND j.keboola_job_id IS NOT NULL AND :follows))
       AND (j.next_check_at <= :now
            OR (s.secret_id IS NOT NULL
-               AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)))
+               AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)
+               AND (j.last_check_at IS NULL
+                    OR j.last_check_at <= :now - make_interval(secs => j.poll_interval_seconds * :half))))
     ORDER BY j.next_check_at
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED
@@ -128,6 +131,7 @@ RETURNING j.id, g.action, j.lease_token, g.next_check_at, g.poll_interval_second
         bindparam("starts", type_=Boolean()),
         bindparam("follows", type_=Boolean()),
         bindparam("window", type_=Float()),
+        bindparam("half", type_=Float()),
         bindparam("claim", type_=String()),
     )
     .columns(id=Integer, action=String, lease_token=String, next_check_at=UTCDateTime(), poll_interval_seconds=Integer)
@@ -143,6 +147,7 @@ _CANDIDATES = (
         _jobs.c.poll_interval_seconds,
         _jobs.c.openai_secret_id,
         _jobs.c.keboola_secret_id,
+        _jobs.c.last_check_at,
     )
     .where(
         _jobs.c.status.in_(bindparam("statuses", expanding=True)),
@@ -241,6 +246,7 @@ def claim_due_jobs(
             "starts": START in actions,
             "follows": FOLLOW in actions,
             "window": SWEEP_WINDOW,
+            "half": 0.5,
             "claim": leases.new_token(),
             "sweep_group": SWEEP_GROUP_SIZE,
             "check_group": CHECK_GROUP_SIZE,
@@ -282,9 +288,17 @@ def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, floa
         horizon = (
             now if lead is None else now + timedelta(seconds=lead + candidate.poll_interval_seconds * SWEEP_WINDOW)
         )
-        if candidate.next_check_at <= horizon:
+        if candidate.next_check_at <= now or (
+            candidate.next_check_at <= horizon and not _checked_recently(candidate, now)
+        ):
             kept.append(candidate)
     return kept
+
+
+def _checked_recently(candidate: Any, now: datetime) -> bool:
+    """Checked less than half an interval ago: a sweep must not take it ahead of its slot yet."""
+    last = candidate.last_check_at
+    return last is not None and now - last < timedelta(seconds=candidate.poll_interval_seconds / 2)
 
 
 def _wanted(candidate: Any, windows: dict[int, float], sweeps: bool | None) -> bool:

@@ -15,7 +15,9 @@ from teckochecker.engine.scheduling import (
     group_claims,
     plan_next_check,
 )
-from teckochecker.models import JobStatus, PollingJob
+from teckochecker.engine.keys import ensure_key_states
+from teckochecker.engine.sweeping import SWEEP_LEAD_MAX_SECONDS
+from teckochecker.models import JobStatus, OpenAIKeyState, PollingJob
 from teckochecker.services.jobs import get_job, pause_job
 from teckochecker.services.secrets import add_secret
 
@@ -35,8 +37,13 @@ def test_next_check_stays_on_the_grid_and_skips_missed_slots() -> None:
     assert plan_next_check(T0 + timedelta(seconds=5), 60, T0) == T0 + timedelta(seconds=65)
 
 
-def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world) -> None:
-    """10,000 jobs overdue by up to an hour when beat starts: claimed once, then not again too soon."""
+@pytest.mark.parametrize("sweeping", [False, True], ids=["single-gets", "sweeping-key"])
+def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world, sweeping: bool) -> None:
+    """10,000 jobs overdue by up to an hour when beat starts: claimed once, then not again too soon.
+
+    With a sweeping key, a sweep claims jobs up to its lead plus a quarter interval ahead of their slots;
+    it must leave out the jobs the catch-up has just checked.
+    """
     import random as _random
 
     from sqlalchemy import insert
@@ -46,6 +53,13 @@ def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world) 
     start = utcnow()
     with session_scope(world.sessions) as session:
         template = get_job(session, world.create_job(["batch_template"]))
+        if sweeping:
+            ensure_key_states(session, [template.openai_secret_id])
+            session.execute(
+                update(OpenAIKeyState)
+                .where(OpenAIKeyState.secret_id == template.openai_secret_id)
+                .values(sweep_mode=True, sweep_lead_seconds=SWEEP_LEAD_MAX_SECONDS)
+            )
         rows = [
             {
                 "name": f"overdue {index}",
@@ -70,7 +84,9 @@ def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world) 
         with session_scope(world.sessions) as session:
             claims = claim_due_jobs(session, now=now, limit=20_000)
             session.execute(
-                update(PollingJob).where(PollingJob.lease_token.is_not(None)).values(lease_token=None, lease_until=None)
+                update(PollingJob)
+                .where(PollingJob.lease_token.is_not(None))
+                .values(lease_token=None, lease_until=None, last_check_at=now)
             )
         for claim in claims:
             checked_at.setdefault(claim.job_id, []).append(now)
