@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, update
 
 from teckochecker.db import session_scope, utcnow
+from teckochecker.engine.keys import ensure_key_states
 from teckochecker.engine.scheduling import (
     CHECK,
     CHECK_GROUP_SIZE,
@@ -15,7 +16,6 @@ from teckochecker.engine.scheduling import (
     group_claims,
     plan_next_check,
 )
-from teckochecker.engine.keys import ensure_key_states
 from teckochecker.engine.sweeping import SWEEP_LEAD_MAX_SECONDS
 from teckochecker.models import JobStatus, OpenAIKeyState, PollingJob
 from teckochecker.services.jobs import get_job, pause_job
