@@ -30,6 +30,7 @@ from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
 from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
+from teckochecker.engine.scheduling import plan_next_check
 from teckochecker.engine.sweeping import SWEEP_MIN_WANTED, SweepResult, record_sweep, sweep
 from teckochecker.logs import log_context
 from teckochecker.models import (
@@ -62,6 +63,7 @@ _JOB_STATE = (
     _jobs.c.last_check_at,
     _jobs.c.last_success_at,
     _jobs.c.next_check_at,
+    _jobs.c.poll_interval_seconds,
     *leases.COLUMNS,
 )
 # Locks the rows and reads the jobs' state, only where we hold the lease; writes it back.
@@ -173,6 +175,7 @@ class _HeldJob:
     last_check_at: datetime | None
     last_success_at: datetime | None
     next_check_at: datetime | None
+    poll_interval_seconds: int
     lease_token: str | None
     lease_until: datetime | None
     events: list[tuple[str, str]] = field(default_factory=list)
@@ -455,6 +458,7 @@ def _conclude(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now
         leases.release(job)
         return CheckOutcome(ran=True, outcome=Outcome.REFUSED)
     leases.release(job)
+    _keep_half_an_interval_away(job, now)
     if any(batch_id in key.over_budget for batch_id in pending):
         # The budget (or a fleet-wide pause after a 429) left some batches unasked: they are asked at the
         # job's next slot, which the claim has already planned.
@@ -471,6 +475,14 @@ def _conclude(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now
         job.record("triggering", "Every batch has finished; starting the Keboola job")
         return CheckOutcome(ran=True, outcome=Outcome.ALL_FINISHED)
     return CheckOutcome(ran=True)
+
+
+def _keep_half_an_interval_away(job: _HeldJob, now: datetime) -> None:
+    """The claim planned the next slot when it handed the job out; a check that ran much later (queued
+    behind a catch-up after an outage) moves it on along the job's own grid, so two checks are never less
+    than half an interval apart."""
+    if job.next_check_at is not None and job.next_check_at < now + timedelta(seconds=job.poll_interval_seconds / 2):
+        job.next_check_at = plan_next_check(job.next_check_at, job.poll_interval_seconds, now)
 
 
 def _record_failure(job: _HeldJob, message: str) -> None:

@@ -193,3 +193,29 @@ def _set_token(world, job_id: int, token: str) -> None:
 
     with session_scope(world.sessions) as session:
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(lease_token=token))
+
+
+def test_a_check_that_ran_long_after_its_claim_moves_the_next_slot_half_an_interval_away(world) -> None:
+    """A catch-up queues thousands of checks: one that runs 50 s after its claim, whose next slot the claim
+    planned only 9 s ahead, keeps its grid but skips that slot, so it is not checked twice within 30 s."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from teckochecker.models import PollingJob
+
+    world.simulator.control.create_batch(batch_id="batch_queued", script=[{"status": "in_progress", "at": 0}])
+    job_id = world.create_job(["batch_queued"], poll_interval_seconds=60)
+    claimed_at = utcnow() - timedelta(seconds=50)
+    slot = claimed_at - timedelta(seconds=1)
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=slot))
+    with session_scope(world.sessions) as session:
+        token = next(c.lease_token for c in claim_due_jobs(session, now=claimed_at) if c.job_id == job_id)
+        planned = get_job(session, job_id).next_check_at
+    assert planned == slot + timedelta(seconds=60), "the claim plans the next grid slot"
+
+    assert _run(world, job_id, token).ran
+    job, _ = _job(world, job_id)
+    assert job.next_check_at - job.last_check_at >= timedelta(seconds=30)
+    assert job.next_check_at == slot + timedelta(seconds=120), "the job's own grid, one slot skipped"
