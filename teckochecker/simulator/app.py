@@ -34,17 +34,22 @@ class SimulatorApp:
         if latency:
             # Sleeps in this connection's own thread, so concurrent requests are not serialised.
             time.sleep(latency)
-        fault = self.state.take_fault(request.method, request.path)
-        if fault is not None:
-            if fault.delay:
-                time.sleep(fault.delay)
-            if fault.drop:
-                return None
-            if fault.status is not None:
-                return _fault_reply(fault, request)
-        if route is None:
-            return _api_module(request).unknown_route(request)
-        return self._run(route, params, request)
+        fired = self.state.take_faults(request.method, request.path)
+        deciding = fired[-1] if fired and fired[-1].decides else None
+        self._delay([fault for fault in fired if not fault.after])
+        if deciding is not None and not deciding.after:
+            return _fault_reply(deciding, request)
+        reply = self._run(route, params, request) if route is not None else _api_module(request).unknown_route(request)
+        self._delay([fault for fault in fired if fault.after])
+        if deciding is not None:
+            return _fault_reply(deciding, request)
+        return reply
+
+    def _delay(self, faults: list[Fault]) -> None:
+        for fault in faults:
+            pause = self.state.fault_delay(fault)
+            if pause:
+                time.sleep(pause)
 
     def _run(self, route: Route, params: dict[str, str], request: SimRequest) -> Reply:
         try:
@@ -65,7 +70,10 @@ def _api_module(request: SimRequest) -> ModuleType:
     return openai_api if request.path.startswith(openai_api.PREFIX + "/") else keboola_api
 
 
-def _fault_reply(fault: Fault, request: SimRequest) -> Reply:
+def _fault_reply(fault: Fault, request: SimRequest) -> Reply | None:
+    """The fault's answer, or None to drop the connection."""
+    if fault.drop:
+        return None
     assert fault.status is not None
     headers: dict[str, str] = {}
     if fault.retry_after is not None:

@@ -35,7 +35,7 @@ class SimulatorControl:
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Change settings: latency_ms, batch_duration, batch_final_status, batch_request_total,
-        cancel_duration, job_duration, job_final_status, search_delay. Returns them all."""
+        cancel_duration, job_duration, job_final_status, search_delay, fault_seed. Returns them all."""
         return self._call("POST", "/config", settings)
 
     def add_api_key(self, key: str) -> None:
@@ -103,7 +103,10 @@ class SimulatorControl:
         retry_after: float | None = None,
         retry_after_ms: float | None = None,
         delay: float | None = None,
+        delay_max: float | None = None,
         drop: bool = False,
+        after: bool = False,
+        probability: float | None = None,
         headers: dict[str, str] | None = None,
         message: str | None = None,
         code: str | None = None,
@@ -111,7 +114,11 @@ class SimulatorControl:
         """Make requests whose path matches the glob `path` fail, `count` times (None: until cleared).
 
         `status` answers with that status in the API's own error shape (with Retry-After headers if
-        given); `delay` waits that many seconds first; `drop` closes the connection without an answer.
+        given); `delay` waits that many seconds first (uniformly up to `delay_max` if given); `drop`
+        closes the connection without an answer. `after` handles the request first and then fails its
+        answer (the job exists, the client sees an error, a timeout or a closed connection).
+        `probability` fires the fault on that share of matching requests (seeded by the `fault_seed`
+        setting). Delay-only faults add up; the first error or drop that fires decides the answer.
         """
         body = {
             "path": path,
@@ -121,7 +128,10 @@ class SimulatorControl:
             "retry_after": retry_after,
             "retry_after_ms": retry_after_ms,
             "delay": delay,
+            "delay_max": delay_max,
             "drop": drop,
+            "after": after,
+            "probability": probability,
             "headers": headers,
             "message": message,
             "code": code,

@@ -15,7 +15,7 @@ from teckochecker.simulator.timeline import SimulatorInputError
 
 PREFIX = "/_sim"
 _BATCH_ID = re.compile(r"^batch_[A-Za-z0-9_-]+$")
-_FAULT_NUMBERS = ("retry_after", "retry_after_ms", "delay")
+_FAULT_NUMBERS = ("retry_after", "retry_after_ms", "delay", "delay_max")
 
 
 def control_error(status: int, message: str) -> Reply:
@@ -162,7 +162,10 @@ def list_faults(state: SimulatorState, request: SimRequest) -> Reply:
 
 def add_fault(state: SimulatorState, request: SimRequest) -> Reply:
     body = _body(request)
-    unknown = set(body) - {"path", "method", "count", "status", "headers", "message", "code", "drop", *_FAULT_NUMBERS}
+    unknown = set(body) - {
+        "path", "method", "count", "status", "headers", "message", "code", "drop", "after", "probability",
+        *_FAULT_NUMBERS,
+    }  # fmt: skip
     if unknown:
         raise Problem(control_error(400, f"unknown fault field(s): {', '.join(sorted(unknown))}"))
     spec: dict[str, Any] = {
@@ -173,6 +176,7 @@ def add_fault(state: SimulatorState, request: SimRequest) -> Reply:
         "message": _text(body, "message", required=False),
         "code": _text(body, "code", required=False),
         "drop": body.get("drop", False),
+        "after": body.get("after", False),
         "headers": body.get("headers") or {},
     }
     for name in _FAULT_NUMBERS:
@@ -180,13 +184,20 @@ def add_fault(state: SimulatorState, request: SimRequest) -> Reply:
     spec["delay"] = spec["delay"] or 0.0
     if spec["status"] is not None and spec["status"] > 599:
         raise Problem(control_error(400, "'status' must be an HTTP status between 300 and 599"))
-    if not isinstance(spec["drop"], bool):
-        raise Problem(control_error(400, "'drop' must be true or false"))
+    for flag in ("drop", "after"):
+        if not isinstance(spec[flag], bool):
+            raise Problem(control_error(400, f"{flag!r} must be true or false"))
+    probability = body.get("probability", 1)
+    if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0 < probability <= 1:
+        raise Problem(control_error(400, f"'probability' must be a number above 0 and at most 1, got {probability!r}"))
+    spec["probability"] = float(probability)
+    if spec["delay_max"] is not None and spec["delay_max"] < spec["delay"]:
+        raise Problem(control_error(400, "'delay_max' must be at least 'delay'"))
     if not isinstance(spec["headers"], dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in spec["headers"].items()
     ):
         raise Problem(control_error(400, "'headers' must map header names to string values"))
-    if spec["status"] is None and not spec["drop"] and not spec["delay"]:
+    if spec["status"] is None and not spec["drop"] and not spec["delay"] and not spec["delay_max"]:
         raise Problem(control_error(400, "a fault needs a 'status', a 'delay' or 'drop': true"))
     return Reply(201, state.add_fault(spec).describe())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,7 +14,13 @@ from typing import Any
 
 @dataclass
 class Fault:
-    """Make matching requests fail: an error status (with Retry-After), a delay, or a dropped connection."""
+    """Make matching requests fail: an error status (with Retry-After), a delay, or a dropped connection.
+
+    `after` handles the request first and fails only its answer (Keboola created the job, then answered
+    502 or never answered). `probability` fires it on that share of the matching requests, from the
+    simulator's seeded randomness (the `fault_seed` setting); `delay_max` makes the delay uniform between
+    `delay` and `delay_max`.
+    """
 
     id: str
     path: str
@@ -23,7 +30,10 @@ class Fault:
     retry_after: float | None = None
     retry_after_ms: float | None = None
     delay: float = 0.0
+    delay_max: float | None = None
     drop: bool = False
+    after: bool = False
+    probability: float = 1.0
     headers: dict[str, str] = field(default_factory=dict)
     message: str | None = None
     code: str | None = None
@@ -33,6 +43,11 @@ class Fault:
         if self.count is not None and self.fired >= self.count:
             return False
         return self.method in ("*", method) and fnmatch.fnmatchcase(path, self.path)
+
+    @property
+    def decides(self) -> bool:
+        """Whether it replaces the answer (an error or a dropped connection) rather than only delaying it."""
+        return self.drop or self.status is not None
 
     def describe(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -46,12 +61,17 @@ class FaultState:
     requests: Counter[str]
     connections: int
     _fault_ids: Iterator[int]
+    _fault_random: random.Random
 
-    def _reset_faults(self) -> None:
+    def _reset_faults(self, seed: int) -> None:
         self.faults = []
         self.requests = Counter()
         self.connections = 0
         self._fault_ids = itertools.count(1)
+        self._fault_random = random.Random(seed)
+
+    def _seed_faults(self, seed: int) -> None:
+        self._fault_random.seed(seed)
 
     def add_fault(self, spec: dict[str, Any]) -> Fault:
         with self._lock:
@@ -63,14 +83,27 @@ class FaultState:
         with self._lock:
             self.faults.clear()
 
-    def take_fault(self, method: str, path: str) -> Fault | None:
-        """The first fault that matches, counted as fired."""
+    def take_faults(self, method: str, path: str) -> list[Fault]:
+        """The faults that fire on this request, counted as fired, in the order they were added: each
+        delay-only fault that fires, up to the first error or drop that fires, which decides the answer."""
+        fired = []
         with self._lock:
             for fault in self.faults:
-                if fault.matches(method, path):
-                    fault.fired += 1
-                    return fault
-            return None
+                if not fault.matches(method, path):
+                    continue
+                if fault.probability < 1 and self._fault_random.random() >= fault.probability:
+                    continue
+                fault.fired += 1
+                fired.append(fault)
+                if fault.decides:
+                    break
+        return fired
+
+    def fault_delay(self, fault: Fault) -> float:
+        if fault.delay_max is None:
+            return fault.delay
+        with self._lock:
+            return self._fault_random.uniform(fault.delay, fault.delay_max)
 
     def count_request(self, route: str) -> None:
         with self._lock:

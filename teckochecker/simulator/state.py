@@ -28,6 +28,7 @@ class SimSettings:
     job_duration: float = 3.0
     job_final_status: str = "success"
     search_delay: float = 0.0
+    fault_seed: int = 0
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name: f for f in fields(self)}
@@ -41,7 +42,7 @@ class SimSettings:
             elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise SimulatorInputError(f"{name} must be a number of 0 or more, got {value!r}")
         for name, value in changes.items():
-            setattr(self, name, int(value) if name == "batch_request_total" else value)
+            setattr(self, name, int(value) if name in ("batch_request_total", "fault_seed") else value)
 
     def describe(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -63,12 +64,14 @@ class SimulatorState(WebhookState, OpenAIState, KeboolaState, FaultState):
             self.settings.update(self._defaults)
             self._reset_openai()
             self._reset_keboola()
-            self._reset_faults()
+            self._reset_faults(self.settings.fault_seed)
             self._reset_webhooks()
 
     def configure(self, changes: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self.settings.update(changes)
+            if "fault_seed" in changes:
+                self._seed_faults(self.settings.fault_seed)
             return self.settings.describe()
 
     @property
