@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -15,8 +17,9 @@ from teckochecker.config import Settings
 from teckochecker.engine import checking, triggering
 from teckochecker.engine.backoff import MAX_BROKER_WAIT_SECONDS, TransientFailureRules, retry_wait
 from teckochecker.engine.keys import RequestBudget
-from teckochecker.engine.leases import RUN_LEASE
+from teckochecker.engine.leases import RUN_LEASE, hand_back
 from teckochecker.engine.scheduling import CHECK, FOLLOW, START, Dispatch
+from teckochecker.errors import VaultError
 from teckochecker.logs import log_context
 from worker import metrics
 from worker.runtime import Runtime
@@ -101,7 +104,10 @@ def check_job(self: EngineTask, *job_ids: int) -> None:
     """
     # The task id is the lease token: it survives retries, and keeps the arguments down to job ids.
     lease_token = self.request.id
-    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+    with (
+        log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token),
+        _unreadable(self, job_ids, lease_token),
+    ):
         _check_jobs(self, job_ids, lease_token)
 
 
@@ -125,6 +131,17 @@ def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) ->
     _count_and_retry(self, metrics.CHECKS, outcomes, lease_token)
 
 
+@contextmanager
+def _unreadable(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) -> Iterator[None]:
+    """A secret this worker's SECRET_KEY cannot decrypt: nothing was sent with it; hand the jobs back at once,
+    with the reason, and say it in the log (one line, no traceback: it is the set-up, not the code)."""
+    try:
+        yield
+    except VaultError as error:
+        handed = hand_back(self.runtime.sessions, job_ids, lease_token, str(error))
+        logger.error("%s (jobs %s handed back to the other workers)", error, sorted(handed))
+
+
 def _count_and_retry(self: EngineTask, counter: Any, outcomes: dict[int, Any], lease_token: str) -> None:
     """Count each job's outcome; retry, through Celery, only the jobs whose call failed transiently."""
     failures = {}
@@ -146,7 +163,10 @@ def _count_and_retry(self: EngineTask, counter: Any, outcomes: dict[int, Any], l
 def trigger_keboola(self: EngineTask, *job_ids: int) -> None:
     """Start, exactly once, the Keboola jobs of a group of finished jobs that share a Keboola token."""
     lease_token = self.request.id
-    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+    with (
+        log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token),
+        _unreadable(self, job_ids, lease_token),
+    ):
         runtime = self.runtime
         outcomes = triggering.run_starts(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
         _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)
@@ -162,7 +182,10 @@ def trigger_keboola(self: EngineTask, *job_ids: int) -> None:
 def follow_keboola(self: EngineTask, *job_ids: int) -> None:
     """Look once at the running Keboola jobs of a group; the jobs whose Keboola job finished are done."""
     lease_token = self.request.id
-    with log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token):
+    with (
+        log_context(job_id=job_ids[0] if len(job_ids) == 1 else None, task_id=lease_token),
+        _unreadable(self, job_ids, lease_token),
+    ):
         runtime = self.runtime
         outcomes = triggering.run_follows(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
         _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)

@@ -131,6 +131,20 @@ def extend_lease_for_retry(
         return job_id in renewed
 
 
+def hand_back(sessions: sessionmaker[Session], job_ids: Collection[int], token: str, reason: str) -> set[int]:
+    """Give up jobs this worker cannot work on (its SECRET_KEY cannot read their secrets) at once, with the
+    reason on each job, instead of holding them for the rest of the lease: a worker that can read them
+    takes them at the next tick. Returns the ids handed back."""
+    with session_scope(sessions) as session:
+        handed = session.scalars(
+            update(_jobs)
+            .where(_jobs.c.id.in_(list(job_ids)), held_by(token))
+            .values(lease_token=None, lease_until=None, last_error=reason)
+            .returning(_jobs.c.id)
+        )
+        return set(handed)
+
+
 def hold(session: Session, job_id: int, token: str) -> bool:
     """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
     return session.execute(_HOLD, {"job_ids": [job_id], "token": token}).first() is not None

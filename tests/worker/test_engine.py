@@ -14,6 +14,7 @@ from teckochecker.db import session_scope
 from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import JobChanges, delete_job, get_job, pause_job, resume_job, update_job
+from teckochecker.vault import generate_key
 from tests.api.conftest import free_port
 from tests.worker.conftest import KEBOOLA_TOKEN, OPENAI_KEY
 
@@ -272,3 +273,35 @@ def test_beat_never_queues_more_checks_than_the_cap(engine_installation) -> None
             return session.scalar(select(func.count()).where(PollingJob.last_check_at.is_not(None))) == jobs
 
     engine.wait_until(all_checked, 120, "every job's first check")
+
+
+def test_a_worker_with_another_secret_key_sends_nothing_and_every_job_still_triggers_once(
+    engine_installation,
+) -> None:
+    """Two installations on one database with different SECRET_KEYs (what docs/RELIABILITY.md tells
+    operators never to do): the stranger's worker cannot read the secrets, so it calls neither OpenAI nor
+    Keboola with anything and says why; the rightful workers still start each Keboola job once."""
+    engine = engine_installation
+    control = engine.simulator.control
+    job_ids = []
+    for index in range(6):
+        batch_id = f"batch_two_keys_{index}"
+        control.create_batch(batch_id=batch_id, final_status="completed", duration=2 + index)
+        job_ids.append(engine.create_job([batch_id], keboola_configuration_id=f"two-keys-{index}"))
+    stranger = {"SECRET_KEY": generate_key()}
+    engine.start_worker("stranger", extra_env=stranger)
+    engine.start_beat(name="stranger-beat", extra_env=stranger)
+    engine.wait_until(lambda: "handed back" in (engine.workdir / "stranger.log").read_text(), 30,
+                      "the stranger's worker to meet a secret it cannot read")  # fmt: skip
+    assert engine.batch_requests() == 0, "nothing reached OpenAI from the stranger"
+    assert control.keboola_jobs() == []
+    # The job says why it waits, and is not held for the rest of a lease by a worker that cannot work on it.
+    job = engine.job(job_ids[0])
+    assert "cannot be decrypted with any key in SECRET_KEY" in job.last_error
+    assert job.status == JobStatus.ACTIVE
+    engine.start_worker("rightful")
+    jobs = engine.wait_finished(job_ids, timeout=180)
+
+    assert all(job.status == JobStatus.COMPLETED for job in jobs.values())
+    started = engine.keboola_jobs_by_config()
+    assert {config: len(runs) for config, runs in started.items()} == {f"two-keys-{i}": 1 for i in range(6)}
