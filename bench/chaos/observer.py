@@ -23,7 +23,7 @@ STALL_KEPT = 5.0
 FINISHED = ("completed", "completed_with_failures", "failed")
 _SAMPLE = text("""
 SELECT id, status, last_check_at, next_check_at, keboola_job_id, keboola_job_status, trigger_attempted_at,
-       lease_token
+       lease_token, keboola_configuration_id
 FROM polling_jobs
 """)
 
@@ -56,6 +56,7 @@ class JobTrace:
     finished_at: float | None = None
     recorded_at: float | None = None
     """When the Keboola job id first appeared in the database."""
+    configuration: str = ""
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Observer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._wall_offset = time.time() - time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-observer", daemon=True)
         # A connection per sample: the database may be restarted under us at any time.
@@ -96,6 +98,15 @@ class Observer:
                 mark.recovered_at = mark.at
             self.marks.append(mark)
             return mark
+
+    def recorded_at_unix(self, configuration: str) -> float | None:
+        """When (wall clock, seconds since the epoch) the job targeting `configuration` had its Keboola job
+        id recorded."""
+        with self._lock:
+            for trace in self.traces.values():
+                if trace.configuration == configuration and trace.recorded_at is not None:
+                    return trace.recorded_at + self._wall_offset
+        return None
 
     def finished(self) -> set[int]:
         with self._lock:
@@ -125,6 +136,7 @@ class Observer:
                     trace.changed_at = now
                     moved.add(job_id)
                 trace.fingerprint = fingerprint
+                trace.configuration = row[-1]
                 if row[4] is not None and trace.recorded_at is None:
                     trace.recorded_at = now
                 if status in FINISHED and trace.finished_at is None:

@@ -218,6 +218,20 @@ def _count(
     )
 
 
+def _ambiguous_recoveries(plan: Plan, cluster: Cluster, observer: Observer) -> list[float]:
+    """From Keboola creating each job whose answer was lost to the engine recording that job.
+
+    The ambiguous faults fire, in order, on the first Keboola job-creates, so those jobs are their victims.
+    """
+    victims = sorted(cluster.control.keboola_jobs(), key=lambda job: job["created_unix"])[: 3 * plan.ambiguous_each]
+    recoveries = []
+    for job in victims:
+        recorded = observer.recorded_at_unix(str(job["body"].get("config")))
+        if recorded is not None:
+            recoveries.append(recorded - job["created_unix"])
+    return recoveries
+
+
 def _fault_kind(fault: dict[str, Any]) -> str:
     what = "drop" if fault["drop"] else (str(fault["status"]) if fault["status"] else "delay")
     return f"{what} after handling" if fault["after"] else what
