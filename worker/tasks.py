@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from celery import Task, shared_task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.config import Settings
@@ -25,6 +27,11 @@ from worker import metrics
 from worker.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# A task that loses the database mid-run waits for it this long, then runs again under the same lease (every
+# step is guarded by it, so running again is safe). Well below the trigger's lease (START_LEASE), so a short
+# outage costs seconds, not a whole lease; past it the task gives up and the lease's end hands the job out.
+DATABASE_WAIT_SECONDS = 60.0
 
 
 class EngineTask(Task):
@@ -115,20 +122,37 @@ def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) ->
     runtime = self.runtime
     stats = checking.RefreshStats()
     with metrics.CHECK_DURATION.time():
-        outcomes = checking.run_checks(
-            runtime.sessions,
-            runtime.vault,
-            runtime.openai_client,
-            job_ids,
-            lease_token,
-            budget=RequestBudget(runtime.settings.openai_max_requests_per_minute),
-            stats=stats,
+        outcomes = _through_database_outages(
+            lambda: checking.run_checks(
+                runtime.sessions,
+                runtime.vault,
+                runtime.openai_client,
+                job_ids,
+                lease_token,
+                budget=RequestBudget(runtime.settings.openai_max_requests_per_minute),
+                stats=stats,
+            )
         )
     for kind, count in stats.requests.items():
         metrics.OPENAI_REQUESTS.labels(kind).inc(count)
     for method, count in stats.refreshed.items():
         metrics.BATCHES_REFRESHED.labels(method).inc(count)
     _count_and_retry(self, metrics.CHECKS, outcomes, lease_token)
+
+
+def _through_database_outages(run: Callable[[], T]) -> T:
+    """Run again, with backoff, when the database was unreachable (restarted, failed over) during the run."""
+    deadline = time.monotonic() + DATABASE_WAIT_SECONDS
+    pause = 1.0
+    while True:
+        try:
+            return run()
+        except (OperationalError, InterfaceError) as error:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("the database is unreachable (%s); running again in %.0fs", error.orig, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 @contextmanager
@@ -168,7 +192,9 @@ def trigger_keboola(self: EngineTask, *job_ids: int) -> None:
         _unreadable(self, job_ids, lease_token),
     ):
         runtime = self.runtime
-        outcomes = triggering.run_starts(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
+        outcomes = _through_database_outages(
+            lambda: triggering.run_starts(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
+        )
         _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)
 
 
@@ -187,7 +213,11 @@ def follow_keboola(self: EngineTask, *job_ids: int) -> None:
         _unreadable(self, job_ids, lease_token),
     ):
         runtime = self.runtime
-        outcomes = triggering.run_follows(runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token)
+        outcomes = _through_database_outages(
+            lambda: triggering.run_follows(
+                runtime.sessions, runtime.vault, runtime.keboola_client, job_ids, lease_token
+            )
+        )
         _count_and_retry(self, metrics.TRIGGERS, outcomes, lease_token)
 
 
