@@ -127,17 +127,21 @@ def _run(plan: Plan, cluster: Cluster, began: float, log: Any) -> Report:
     _outages(plan, cluster, observer, fault_log, time.monotonic())
     storm.join()
     log(f"[{plan.name}] faults done: {dict(fault_log.injected)}; waiting for every job to finish")
+    return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began)
+
+
+def _settle_and_count(
+    plan: Plan, cluster: Cluster, observer: Observer, fault_log: faults.FaultLog, job_ids: list[int], began: float
+) -> Report:
+    """Wait until every job has finished or the run's deadline has passed, then count."""
+    deadline = plan.seconds + plan.settle_seconds
     cluster.wait_until(
-        lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() - began > _deadline(plan),
-        _deadline(plan) + 60,
+        lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() - began > deadline,
+        deadline + 60,
         "the run's deadline",
     )
     observer.stop()
     return _count(plan, cluster, observer, fault_log, job_ids, began)
-
-
-def _deadline(plan: Plan) -> float:
-    return plan.seconds + plan.settle_seconds
 
 
 def _create_jobs(plan: Plan, cluster: Cluster) -> list[int]:
@@ -271,13 +275,7 @@ def run_embedded(kills: int, *, seed: int = 20261203, log: Any = print) -> Repor
             cluster.wait_for_api()
             observer.mark("SIGKILL")
         log(f"[embedded] {kills} kills done; waiting for every job to finish")
-        cluster.wait_until(
-            lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() - began > _deadline(plan),
-            _deadline(plan) + 60,
-            "the run's deadline",
-        )
-        observer.stop()
-        return _count(plan, cluster, observer, fault_log, job_ids, began)
+        return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began)
     finally:
         cluster.close()
 
