@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from bench.chaos.scenarios import Plan, Report, run, run_embedded
+from bench.chaos.scenarios import TABLE_HEADER, Plan, Report, run, run_embedded, table_row
 
 SCENARIOS = {
     "kills": Plan("kills", jobs=1000, seconds=900, kills=1000),
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as output:
             json.dump([dataclasses.asdict(report) for report in reports], output, indent=2)
-    print("\n".join(report.line() for report in reports))
+    print("\n".join([TABLE_HEADER, *(table_row(report) for report in reports)]))
     failed = [report.scenario for report in reports if report.duplicates or report.lost]
     if failed:
         print(f"duplicates or lost jobs in: {', '.join(failed)}", file=sys.stderr)

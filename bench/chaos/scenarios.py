@@ -78,6 +78,22 @@ class Report:
         )
 
 
+TABLE_HEADER = (
+    "| scenario | faults injected | polling jobs | Keboola jobs | duplicates | lost | recovery p50 / max | "
+    "longest stall |\n|---|---|---:|---:|---:|---:|---|---:|"
+)
+
+
+def table_row(report: Report) -> str:
+    """The report as a row of TABLE_HEADER's Markdown table (docs/RELIABILITY.md)."""
+    faults_text = "; ".join(f"{count} × {kind}" for kind, count in report.faults.items())
+    recovery = "–" if report.recovery_p50 is None else f"{report.recovery_p50:.1f} s / {report.recovery_max:.1f} s"
+    return (
+        f"| {report.scenario} | {faults_text} | {report.jobs} | {report.keboola_jobs} | {report.duplicates} | "
+        f"{report.lost} | {recovery} | {report.longest_stall:.0f} s |"
+    )
+
+
 def run(plan: Plan, *, workdir: Path | None = None, log: Any = print) -> Report:
     """Set up an installation, run the plan against it, take it down, and count."""
     workdir = workdir or new_workdir(f"chaos-{plan.name}-")
