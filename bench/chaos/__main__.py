@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--embedded-kills", type=int, default=50)
     parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--json", help="also write the reports to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep each installation's folder and logs")
     args = parser.parse_args(argv)
     names = args.scenarios or [*SCENARIOS, EMBEDDED]
     unknown = set(names) - {*SCENARIOS, EMBEDDED}
@@ -63,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.strftime("%H:%M:%S")
         print(f"[{started}] {name}", flush=True)
         if name == EMBEDDED:
-            report = run_embedded(args.embedded_kills, seed=args.seed)
+            report = run_embedded(args.embedded_kills, seed=args.seed, keep_logs=args.keep_logs)
         else:
             plan = SCENARIOS[name]
             overrides = {"jobs": args.jobs, "seconds": args.seconds, "kills": args.kills if plan.kills else None}
             plan = dataclasses.replace(plan, seed=args.seed, **{k: v for k, v in overrides.items() if v is not None})
-            report = run(plan, log=lambda message: print(message, flush=True))
+            report = run(plan, keep_logs=args.keep_logs, log=lambda message: print(message, flush=True))
         reports.append(report)
         print(report.line(), flush=True)
         print(json.dumps(report.details), flush=True)

@@ -9,12 +9,12 @@ outages during the stall not counted.
 from __future__ import annotations
 
 import random
+import shutil
 import statistics
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.chaos import faults
@@ -94,9 +94,9 @@ def table_row(report: Report) -> str:
     )
 
 
-def run(plan: Plan, *, workdir: Path | None = None, log: Any = print) -> Report:
+def run(plan: Plan, *, keep_logs: bool = False, log: Any = print) -> Report:
     """Set up an installation, run the plan against it, take it down, and count."""
-    workdir = workdir or new_workdir(f"chaos-{plan.name}-")
+    workdir = new_workdir(f"chaos-{plan.name}-")
     cluster = Cluster(workdir, append_only=plan.append_only)
     began = time.monotonic()
     try:
@@ -104,7 +104,7 @@ def run(plan: Plan, *, workdir: Path | None = None, log: Any = print) -> Report:
         log(f"[{plan.name}] installation up in {workdir}")
         return _run(plan, cluster, began, log)
     finally:
-        cluster.close()
+        _take_down(cluster, keep_logs, log)
 
 
 def _run(plan: Plan, cluster: Cluster, began: float, log: Any) -> Report:
@@ -261,7 +261,15 @@ def _overlap(start: float, end: float, windows: list[tuple[float, float]]) -> fl
     return sum(max(0.0, min(end, window_end) - max(start, window_start)) for window_start, window_end in windows)
 
 
-def run_embedded(kills: int, *, seed: int = 20261203, log: Any = print) -> Report:
+def _take_down(cluster: Cluster, keep_logs: bool, log: Any) -> None:
+    cluster.close()
+    if keep_logs:
+        log(f"logs kept in {cluster.workdir / 'logs'}")
+    else:
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+
+def run_embedded(kills: int, *, seed: int = 20261203, keep_logs: bool = False, log: Any = print) -> Report:
     """`teckochecker start` (SQLite, the embedded broker) SIGKILLed as a whole mid-trigger `kills` times.
 
     Each kill waits for Keboola to receive a job-create request, then lands inside the TRIGGER_WINDOW
@@ -293,7 +301,7 @@ def run_embedded(kills: int, *, seed: int = 20261203, log: Any = print) -> Repor
         log(f"[embedded] {kills} kills done; waiting for every job to finish")
         return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began)
     finally:
-        cluster.close()
+        _take_down(cluster, keep_logs, log)
 
 
 def _keboola_creates(cluster: Cluster) -> int:

@@ -4,6 +4,7 @@ ends and another run finds the Keboola job by search."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -26,6 +27,7 @@ def cluster() -> Iterator[Cluster]:
         yield installation
     finally:
         installation.close()
+        shutil.rmtree(installation.workdir, ignore_errors=True)
 
 
 def _status(cluster: Cluster, job_id: int) -> str | None:
