@@ -206,7 +206,10 @@ def _count(
         for stall in observer.stalls
         if stall.seconds - _overlap(stall.started, stall.ended, fault_log.outage_seconds) > threshold
     }
-    recoveries = sorted((mark.recovered_at - mark.at) for mark in observer.marks if mark.recovered_at is not None)
+    recoveries = sorted(
+        [mark.recovered_at - mark.at for mark in observer.marks if mark.recovered_at is not None]
+        + _ambiguous_recoveries(plan, cluster, observer)
+    )
     unrecovered = sum(1 for mark in observer.marks if mark.recovered_at is None)
     probes = fault_log.api_probes
     return Report(
