@@ -26,6 +26,8 @@ SELECT id, status, last_check_at, next_check_at, keboola_job_id, keboola_job_sta
        lease_token, keboola_configuration_id
 FROM polling_jobs
 """)
+# The lease token's place in a job's fingerprint (the sampled row without its id).
+_LEASE_TOKEN = 6
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Stall:
     job_id: int
     started: float
     ended: float
+    claimed: bool
+    """Held under a lease all along (a check or trigger in flight), rather than waiting for its turn."""
 
     @property
     def seconds(self) -> float:
@@ -87,7 +91,8 @@ class Observer:
         with self._lock:
             for job_id, trace in self.traces.items():
                 if trace.finished_at is None:
-                    self.stalls.append(Stall(job_id, trace.changed_at, now))
+                    claimed = trace.fingerprint is not None and trace.fingerprint[_LEASE_TOKEN] is not None
+                    self.stalls.append(Stall(job_id, trace.changed_at, now, claimed))
 
     def mark(self, kind: str) -> Mark:
         """Note that a fault ended now; its recovery time is measured until every unfinished job moved."""
@@ -132,7 +137,8 @@ class Observer:
                 fingerprint = tuple(row[1:])
                 if trace.fingerprint is not None and fingerprint != trace.fingerprint:
                     if now - trace.changed_at > STALL_KEPT and trace.finished_at is None:
-                        self.stalls.append(Stall(job_id, trace.changed_at, now))
+                        claimed = trace.fingerprint[_LEASE_TOKEN] is not None
+                        self.stalls.append(Stall(job_id, trace.changed_at, now, claimed))
                     trace.changed_at = now
                     moved.add(job_id)
                 trace.fingerprint = fingerprint

@@ -233,6 +233,10 @@ def _count(
                 "503_with_json_error": sum(1 for status, shaped in probes if status == 503 and shaped),
             },
             "stuck_threshold_seconds": threshold,
+            # Starvation: the longest an unfinished job waited, unclaimed, for its next check or trigger step;
+            # apart from the longest a claimed job's check or trigger stayed in flight (slow answers).
+            "longest_wait_for_a_turn": max((st.seconds for st in observer.stalls if not st.claimed), default=0.0),
+            "longest_in_flight": max((st.seconds for st in observer.stalls if st.claimed), default=0.0),
             "simulator_faults_fired": dict(fired),
             "duplicated_configurations": sorted(config for config, count in started.items() if count > 1),
             "observer_samples": observer.samples,
