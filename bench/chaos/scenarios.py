@@ -19,9 +19,10 @@ from typing import Any
 
 from bench.chaos import faults
 from bench.chaos.cluster import Cluster
-from bench.chaos.observer import Observer
+from bench.chaos.observer import SAMPLE_EVERY, Observer
 from bench.chaos.servers import new_workdir
 from teckochecker.engine.scheduling import START_LEASE
+from worker.scheduler import DISPATCH_EVERY_SECONDS
 
 SKEW_SECONDS = 30
 
@@ -200,7 +201,9 @@ def _count(
     for fault in cluster.control.counters()["faults"]:
         fired[f"{fault['method']} {fault['path']} {_fault_kind(fault)}"] += fault["fired"]
     finished = observer.finished()
-    threshold = START_LEASE.total_seconds() + plan.interval
+    # The longest lease plus one interval, plus what the measure itself adds: beat's tick (a job whose lease
+    # ended is handed out at the next one) and the sampling on both ends of a stall.
+    threshold = START_LEASE.total_seconds() + plan.interval + DISPATCH_EVERY_SECONDS + 2 * SAMPLE_EVERY
     stuck_jobs = {
         stall.job_id
         for stall in observer.stalls
