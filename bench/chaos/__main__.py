@@ -39,6 +39,8 @@ SCENARIOS = {
         ambiguous_each=3,
         skewed_workers=2,
         flaky_openai=True,
+        # Answers of 2–10 s, asked one after another in groups of 8: the last jobs need minutes to finish.
+        settle_seconds=900,
     ),
 }
 EMBEDDED = "embedded"

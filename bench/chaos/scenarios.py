@@ -48,6 +48,7 @@ class Plan:
     flaky_openai: bool = False
     outage_seconds: float = 6.0
     settle_seconds: float = 240.0
+    """After the faults end, how long every job has to finish before the unfinished ones count as lost."""
     seed: int = 20261203
 
 
@@ -150,11 +151,11 @@ def _run(plan: Plan, cluster: Cluster, began: float, log: Any) -> Report:
 def _settle_and_count(
     plan: Plan, cluster: Cluster, observer: Observer, fault_log: faults.FaultLog, job_ids: list[int], began: float
 ) -> Report:
-    """Wait until every job has finished or the run's deadline has passed, then count."""
-    deadline = plan.seconds + plan.settle_seconds
+    """Wait, from the end of the faults, until every job has finished or `settle_seconds` have passed; count."""
+    deadline = time.monotonic() + plan.settle_seconds
     cluster.wait_until(
-        lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() - began > deadline,
-        deadline + 60,
+        lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() > deadline,
+        plan.settle_seconds + 60,
         "the run's deadline",
     )
     observer.stop()
