@@ -70,3 +70,7 @@ beat_max_loop_interval = 1
 # Flower shows tasks from these events; arguments in them are ids only.
 worker_send_task_events = True
 task_send_sent_event = True
+
+# Each worker also consumes its own queue, `<hostname>.dq2`: its consumer watchdog sends canaries there to
+# prove the consumer alive (worker/consumer_watchdog.py).
+worker_direct = True

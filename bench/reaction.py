@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=100.0, help="simulator answer delay")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--keys", type=int, default=1, help="OpenAI keys the jobs are spread over")
+    parser.add_argument("--max-requests-per-minute", type=int, help="OPENAI_MAX_REQUESTS_PER_MINUTE")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: webhooks, polling")
     parser.add_argument("--redis-db", type=int, default=12)
     parser.add_argument("--lead", type=float, default=5.0, help="seconds from the insert to the first slot")
@@ -70,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args(argv)
-    args.pool = "threads"
+    # What the engine bench's set-up also reads: one batch per job, first checks spread over an interval.
+    args.pool, args.batches_per_job, args.overdue = "threads", 1, False
     return args
 
 

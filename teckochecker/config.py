@@ -49,6 +49,7 @@ class Settings:
     allow_insecure_endpoints: bool = False
     flower_basic_auth: str | None = None
     worker_heartbeat_file: str = "/tmp/teckochecker-worker.heartbeat"
+    worker_consumer_timeout: int = 60
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     openai_max_requests_per_minute: int | None = None
@@ -216,6 +217,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ALLOW_INSECURE_ENDPOINTS": _boolean,
     "FLOWER_BASIC_AUTH": _basic_auth,
     "WORKER_HEARTBEAT_FILE": lambda key, raw: raw.strip(),
+    "WORKER_CONSUMER_TIMEOUT": _non_negative_integer,
     "METRICS_PORT": lambda key, raw: _port(key, raw) if raw.strip() else None,
     "METRICS_HOST": lambda key, raw: raw.strip() or "127.0.0.1",
     "OPENAI_MAX_REQUESTS_PER_MINUTE": lambda key, raw: _positive_integer(key, raw) if raw.strip() else None,

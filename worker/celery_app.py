@@ -11,6 +11,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_r
 from teckochecker.config import Settings
 from teckochecker.logs import style_handlers
 from worker.broker import broker_options
+from worker.consumer_watchdog import ConsumerWatchdog
 from worker.heartbeat import HeartbeatFile
 from worker.metrics import serve_metrics
 
@@ -22,6 +23,7 @@ class EngineCelery(Celery):
         super().__init__("teckochecker", **kwargs)
         self.settings = settings
         self.steps["worker"].add(HeartbeatFile)
+        self.steps["worker"].add(ConsumerWatchdog)
         after_setup_logger.connect(self._style_logs, weak=False)
         after_setup_task_logger.connect(self._style_logs, weak=False)
         worker_ready.connect(self._serve_metrics, weak=False)
@@ -38,7 +40,7 @@ class EngineCelery(Celery):
 
 def create_celery_app(settings: Settings) -> EngineCelery:
     """The reliability settings of celeryconfig, the broker of `settings`. Opens nothing, writes nothing."""
-    app = EngineCelery(settings, include=["worker.tasks", "worker.notification_tasks"])
+    app = EngineCelery(settings, include=["worker.tasks", "worker.notification_tasks", "worker.consumer_watchdog"])
     app.config_from_object("celeryconfig")
     broker_url, transport_options = broker_options(settings)
     # Given before the configuration is read, these complete celeryconfig's settings.
