@@ -64,6 +64,7 @@ _JOB_STATE = (
     _jobs.c.last_success_at,
     _jobs.c.next_check_at,
     _jobs.c.poll_interval_seconds,
+    _jobs.c.hinted_at,
     *leases.COLUMNS,
 )
 # Locks the rows and reads the jobs' state, only where we hold the lease; writes it back.
@@ -73,6 +74,7 @@ _HELD = leases.HeldRows(*_JOB_STATE)
 _WORK = (
     select(
         _jobs.c.id,
+        _jobs.c.hinted_at,
         _secrets.c.id.label("key_id"),
         _secrets.c.name,
         _secrets.c.encrypted_value,
@@ -144,6 +146,8 @@ class _KeyWork:
     sweep_mode: bool
     blocked_until: datetime | None
     pending: dict[int, list[str]] = field(default_factory=dict)
+    # Each job's webhook hint as this check read it, before asking OpenAI.
+    hints: dict[int, datetime | None] = field(default_factory=dict)
     created_at: dict[str, int | None] = field(default_factory=dict)
     observed: dict[str, Batch | None] = field(default_factory=dict)  # None: OpenAI says it does not exist
     failures: dict[str, ServiceError] = field(default_factory=dict)
@@ -156,6 +160,10 @@ class _KeyWork:
     def wanted(self) -> list[str]:
         """Every pending batch once, in the jobs' order."""
         return list(dict.fromkeys(batch_id for batch_ids in self.pending.values() for batch_id in batch_ids))
+
+    def hinted(self) -> bool:
+        """A webhook said one of these jobs' batches finished: ask about them directly, never by a sweep."""
+        return any(hint is not None for hint in self.hints.values())
 
     def unasked(self) -> list[str]:
         done = self.observed.keys() | self.failures.keys() | self.over_budget
@@ -176,6 +184,7 @@ class _HeldJob:
     last_success_at: datetime | None
     next_check_at: datetime | None
     poll_interval_seconds: int
+    hinted_at: datetime | None
     lease_token: str | None
     lease_until: datetime | None
     events: list[tuple[str, str]] = field(default_factory=list)
@@ -305,6 +314,7 @@ def _read_work(session: Session, job_ids: Collection[int], now: datetime) -> lis
             paused = row.blocked_until if row.blocked_until is not None and row.blocked_until > now else None
             key = keys[row.key_id] = _KeyWork(row.key_id, row.name, row.encrypted_value, bool(row.sweep_mode), paused)
         pending = key.pending.setdefault(row.id, [])
+        key.hints[row.id] = row.hinted_at
         if row.batch_id is not None and row.status not in BATCH_TERMINAL_STATUSES:
             pending.append(row.batch_id)
             key.created_at[row.batch_id] = row.openai_created_at
@@ -370,7 +380,7 @@ def _refresh(
     # The plaintext key lives only for this call.
     client = openai_client(vault.decrypt(key.encrypted_key, secret_name=key.secret))
     spender = _Spender(sessions, key, lease, budget)
-    if key.sweep_mode and len(wanted) >= SWEEP_MIN_WANTED:
+    if key.sweep_mode and not key.hinted() and len(wanted) >= SWEEP_MIN_WANTED:
         _sweep(client, key, spender, stats)
     if not _stopped_by(key):
         _single_gets(client, key, spender, stats)
@@ -440,6 +450,25 @@ def _remember(session: Session, key: _KeyWork, now: datetime) -> None:
 
 
 def _conclude(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now: datetime) -> CheckOutcome:
+    outcome = _conclude_check(job, rows, key, now)
+    # A retry, or a check the budget cut short, has not yet asked about every batch: the hint stays.
+    if outcome.outcome not in (Outcome.TRANSIENT_ERROR, Outcome.OVER_BUDGET):
+        _settle_hint(job, key, now)
+    return outcome
+
+
+def _settle_hint(job: _HeldJob, key: _KeyWork, now: datetime) -> None:
+    """The check has answered the hint it read. A hint that came while it was asking OpenAI may be about a
+    batch that finished after OpenAI answered: that one stays, and the job is due again at once."""
+    if job.hinted_at is None:
+        return
+    if job.status == JobStatus.ACTIVE and job.hinted_at != key.hints.get(job.id):
+        job.next_check_at = now
+        return
+    job.hinted_at = None
+
+
+def _conclude_check(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWork, now: datetime) -> CheckOutcome:
     pending = key.pending.get(job.id, [])
     failure = next((key.failures[batch_id] for batch_id in pending if batch_id in key.failures), None)
     job.last_check_at = now

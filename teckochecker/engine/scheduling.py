@@ -15,7 +15,9 @@ A key whose batches are refreshed by list sweeps (see `sweeping`) is handed out 
 its jobs is due within the sweep's lead time, every job of that key due within SWEEP_WINDOW of an interval
 is claimed at once, as one group, so one sweep checks them all. Those jobs are checked a little early,
 never late, and keep their own grids. A job checked less than half an interval ago (late, after an outage)
-waits for its own slot instead: a sweep never checks a job twice within half an interval.
+waits for its own slot instead: a sweep never checks a job twice within half an interval. A job that a
+webhook hinted at (`hinted_at`) is the exception: it is due at once and checked in an ordinary group, so a
+finished batch is seen in a second rather than after a sweep of its key's whole window.
 
 On PostgreSQL one statement claims a whole batch (`… FOR UPDATE SKIP LOCKED`), with the grid arithmetic in
 SQL: beat stays cheap at thousands of claims a second. SQLite (the embedded single-machine default) has no
@@ -78,6 +80,7 @@ WITH sweeping AS (
         SELECT 1 FROM polling_jobs AS d
         WHERE d.openai_secret_id = k.secret_id AND d.status = 'active'
           AND d.next_check_at <= :now + make_interval(secs => k.sweep_lead_seconds)
+          AND d.hinted_at IS NULL
           AND (d.lease_until IS NULL OR d.lease_until <= :now))
 ),
 locked AS (
@@ -87,7 +90,7 @@ locked AS (
            CASE WHEN j.status = 'active' THEN j.openai_secret_id ELSE j.keboola_secret_id END AS group_key,
            s.secret_id IS NOT NULL AS swept
     FROM polling_jobs AS j
-    LEFT JOIN sweeping AS s ON s.secret_id = j.openai_secret_id AND j.status = 'active'
+    LEFT JOIN sweeping AS s ON s.secret_id = j.openai_secret_id AND j.status = 'active' AND j.hinted_at IS NULL
     WHERE (j.lease_until IS NULL OR j.lease_until <= :now)
       AND ((j.status = 'active' AND :checks AND (CASE WHEN s.secret_id IS NULL THEN :plain ELSE :swept END))
            OR (j.status = 'triggering' AND j.keboola_job_id IS NULL AND :starts)
@@ -148,6 +151,7 @@ _CANDIDATES = (
         _jobs.c.openai_secret_id,
         _jobs.c.keboola_secret_id,
         _jobs.c.last_check_at,
+        _jobs.c.hinted_at,
     )
     .where(
         _jobs.c.status.in_(bindparam("statuses", expanding=True)),
@@ -274,6 +278,7 @@ def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
             _jobs.c.openai_secret_id == key_id,
             _jobs.c.status == JobStatus.ACTIVE.value,
             _jobs.c.next_check_at <= now + timedelta(seconds=lead),
+            _jobs.c.hinted_at.is_(None),
             leases.is_free(now),
         )
         if session.execute(due_soon.limit(1)).first() is not None:
@@ -281,10 +286,17 @@ def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
     return windows
 
 
+def _sweep_lead(candidate: Any, windows: dict[int, float]) -> float | None:
+    """The lead of the sweep that would check this candidate, or None when it is checked on its own."""
+    if candidate.status != JobStatus.ACTIVE or candidate.hinted_at is not None:
+        return None
+    return windows.get(candidate.openai_secret_id)
+
+
 def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, float]) -> list[Any]:
     kept = []
     for candidate in candidates:
-        lead = windows.get(candidate.openai_secret_id) if candidate.status == JobStatus.ACTIVE else None
+        lead = _sweep_lead(candidate, windows)
         horizon = (
             now if lead is None else now + timedelta(seconds=lead + candidate.poll_interval_seconds * SWEEP_WINDOW)
         )
@@ -302,7 +314,7 @@ def _checked_recently(candidate: Any, now: datetime) -> bool:
 
 
 def _wanted(candidate: Any, windows: dict[int, float], sweeps: bool | None) -> bool:
-    return sweeps is None or (candidate.openai_secret_id in windows) == sweeps
+    return sweeps is None or (_sweep_lead(candidate, windows) is not None) == sweeps
 
 
 def _group_tokens(candidates: list[Any], windows: dict[int, float]) -> list[str]:
@@ -311,7 +323,7 @@ def _group_tokens(candidates: list[Any], windows: dict[int, float]) -> list[str]
     groups: dict[tuple[str, int, bool], tuple[str, int]] = {}
     for candidate in candidates:
         action = _action_of(candidate)
-        swept = action == CHECK and candidate.openai_secret_id in windows
+        swept = _sweep_lead(candidate, windows) is not None
         key = candidate.openai_secret_id if action == CHECK else candidate.keboola_secret_id
         size_limit = SWEEP_GROUP_SIZE if swept else GROUP_SIZES[action]
         token, size = groups.get((action, key, swept), ("", size_limit))

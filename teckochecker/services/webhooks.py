@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -149,23 +149,22 @@ def forget_old_deliveries(session: Session, now: datetime) -> int:
 
 
 def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
-    """Make every active job that watches `batch_id`, still unfinished in our records, due now; returns how many.
+    """Make every active job that watches `batch_id`, still unfinished in our records, due now and hinted;
+    returns how many.
 
-    One UPDATE on the batch-id index. A job already due keeps its earlier time.
+    One UPDATE on the batch-id index. A job already due keeps its earlier time. The hint makes the engine
+    check the job on its own, and again after a check that was already running when the webhook came.
     """
     watching = (
         select(_batches.c.job_id)
         .where(_batches.c.batch_id == batch_id, _batches.c.status.not_in(list(BATCH_TERMINAL_STATUSES)))
         .scalar_subquery()
     )
+    due = case((_jobs.c.next_check_at.is_not(None) & (_jobs.c.next_check_at < now), _jobs.c.next_check_at), else_=now)
     return session.execute(
         update(_jobs)
-        .where(
-            _jobs.c.id.in_(watching),
-            _jobs.c.status == JobStatus.ACTIVE.value,
-            (_jobs.c.next_check_at.is_(None)) | (_jobs.c.next_check_at > now),
-        )
-        .values(next_check_at=now)
+        .where(_jobs.c.id.in_(watching), _jobs.c.status == JobStatus.ACTIVE.value)
+        .values(next_check_at=due, hinted_at=now)
     ).rowcount
 
 

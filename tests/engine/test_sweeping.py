@@ -8,13 +8,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 
 from teckochecker.clients.openai_batches import BatchPage, OpenAIBatchClient
-from teckochecker.db import session_scope, utcnow
+from teckochecker.db import database_now, session_scope, utcnow
 from teckochecker.engine.checking import RefreshStats, run_checks
 from teckochecker.engine.keys import RequestBudget, ensure_key_states
 from teckochecker.engine.scheduling import CHECK, SWEEP_WINDOW, claim_due_jobs, group_claims
 from teckochecker.engine.sweeping import SWEEP_MIN_WATCHED, SWEEP_PROBE_PAGES, refresh_sweep_modes
 from teckochecker.models import JobBatch, JobStatus, OpenAIKeyState, PollingJob, Secret
 from teckochecker.services.secrets import add_secret
+from teckochecker.services.webhooks import mark_batch_jobs_due
 
 LIST = "GET /v1/batches"
 GET = "GET /v1/batches/{batch_id}"
@@ -298,3 +299,102 @@ def test_a_429_pauses_the_key_for_the_whole_fleet(world) -> None:
     other = run_checks(world.sessions, world.vault, world.openai_client, [second], token)[second]
     assert other.outcome == "over_budget"
     assert _requests(world)[GET] == 1
+
+
+def _hint(world, batch_id: str) -> int:
+    with session_scope(world.sessions) as session:
+        return mark_batch_jobs_due(session, batch_id, database_now(session))
+
+
+def _job(world, job_id: int) -> PollingJob:
+    with session_scope(world.sessions) as session:
+        job = session.get(PollingJob, job_id)
+        session.expunge(job)
+        return job
+
+
+def test_a_webhook_hinted_job_of_a_sweeping_key_is_checked_at_once_on_its_own_not_in_a_sweep(world) -> None:
+    """A webhook makes the job due now; its key sweeps, but the job is checked alone, with one GET per batch,
+    and the hint alone does not start a sweep of the key's whole window."""
+    now = utcnow()
+    batch_ids = [f"batch_hint_{n}" for n in range(20)]
+    world.simulator.control.create_batches(
+        [
+            {"id": b, "final_status": "completed" if n == 0 else "in_progress", "duration": 0}
+            for n, b in enumerate(batch_ids)
+        ]
+    )
+    hinted = world.create_job(batch_ids, poll_interval_seconds=100)
+    _set_next_check(world, hinted, now + timedelta(seconds=50))
+    # The rest of the key's jobs are due after the sweep's lead and window: nothing is due for a sweep now.
+    others = _add_jobs(world, [f"batch_later_{n}" for n in range(30)], interval=100, due_in=[40.0] * 30, now=now)
+    _sweep_mode(world)
+
+    assert _hint(world, "batch_hint_0") == 1
+    with session_scope(world.sessions) as session:
+        now = database_now(session)
+        assert claim_due_jobs(session, now=now, actions=[CHECK], sweeps=True) == []
+        claims = claim_due_jobs(session, now=now, actions=[CHECK], sweeps=False)
+    assert [claim.job_id for claim in claims] == [hinted]
+
+    stats = RefreshStats()
+    run_checks(world.sessions, world.vault, world.openai_client, [hinted], claims[0].lease_token, stats=stats)
+    # 20 watched batches would make a sweep in a group of the key's window; a hinted job asks directly.
+    assert _requests(world) == {LIST: 0, GET: 20}
+    job = _job(world, hinted)
+    assert job.status == JobStatus.ACTIVE and job.hinted_at is None and job.last_check_at is not None
+    assert all(_job(world, other).last_check_at is None for other in others)
+
+
+def test_a_webhook_during_a_check_makes_the_job_due_again_right_after_it(world) -> None:
+    """OpenAI answered 'in progress', then the batch finished and its webhook came before the check stored
+    that answer: the job must not wait an interval for the next poll."""
+    world.simulator.control.create_batch(batch_id="batch_race", final_status="in_progress", duration=0)
+    job_id = world.create_job(["batch_race"], poll_interval_seconds=300)
+
+    def client_during_which_the_batch_finishes(key: str) -> OpenAIBatchClient:
+        client = world.openai_client(key)
+        ask = client.get_batch
+
+        def get_batch(batch_id: str):
+            answer = ask(batch_id)
+            world.simulator.control.set_batch_status(batch_id, "completed")
+            _hint(world, batch_id)
+            return answer
+
+        client.get_batch = get_batch
+        return client
+
+    [claim] = _claim_checks(world)
+    run_checks(world.sessions, world.vault, client_during_which_the_batch_finishes, [job_id], claim.lease_token)
+    with session_scope(world.sessions) as session:
+        now = database_now(session)
+    job = _job(world, job_id)
+    assert job.status == JobStatus.ACTIVE and job.hinted_at is not None and job.next_check_at <= now
+
+    [again] = _claim_checks(world, now)
+    run_checks(world.sessions, world.vault, world.openai_client, [job_id], again.lease_token)
+    job = _job(world, job_id)
+    assert job.status == JobStatus.TRIGGERING and job.hinted_at is None
+
+
+def test_a_webhook_keeps_an_earlier_due_time_and_hints_only_active_jobs_watching_the_batch(world) -> None:
+    now = utcnow()
+    world.simulator.control.create_batch(batch_id="batch_shared", final_status="in_progress", duration=0)
+    overdue, future, paused = (world.create_job(["batch_shared"]) for _ in range(3))
+    _set_next_check(world, overdue, now - timedelta(seconds=30))
+    _set_next_check(world, future, now + timedelta(seconds=3000))
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == paused).values(status=JobStatus.PAUSED.value))
+
+    assert _hint(world, "batch_shared") == 2
+    assert _hint(world, "batch_unknown") == 0
+    assert _job(world, overdue).next_check_at == now - timedelta(seconds=30)
+    assert _job(world, future).next_check_at <= utcnow()
+    assert _job(world, overdue).hinted_at is not None and _job(world, future).hinted_at is not None
+    assert _job(world, paused).hinted_at is None
+
+
+def _set_next_check(world, job_id: int, when: datetime) -> None:
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=when))
