@@ -1,5 +1,7 @@
 """Which broker the engine uses: Redis when REDIS_URL is set, else kombu's filesystem transport.
 
+Both are kombu's transports with one repair each (below), chosen by `broker_options`.
+
 Nothing here touches the disk on import or when the app is built: the embedded broker's folders are
 created when its first channel opens.
 """
@@ -11,10 +13,12 @@ import uuid
 from pathlib import Path
 from time import monotonic
 from typing import Any
+from urllib.parse import urlsplit
 
-from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import TRANSPORT_ALIASES, filesystem, redis
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from celeryconfig import REDIS_VISIBILITY_TIMEOUT
 from teckochecker.config import Settings
@@ -63,6 +67,43 @@ class AtomicFilesystemTransport(filesystem.Transport):
 
 EMBEDDED_SCHEME = "teckochecker-filesystem"
 TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
+
+
+class _ReconnectingRedisChannel(redis.Channel):
+    """kombu's Redis channel, but one closed after its connection has forgotten the broker fails like a
+    broker that is down, instead of ending the worker.
+
+    When Redis goes away, Celery's consumer collects the broken connection and then closes it. If the
+    collect could not close a channel (its pending BRPOP read failed first), the connection has by then
+    dropped its broker address (`Transport.client` is None), and the second close still builds a Redis
+    client to give the channel's unacknowledged messages back: kombu raises AttributeError, which Celery
+    treats as unrecoverable, and the worker stops (the chaos suite's `redis` scenarios; celery/celery#8091,
+    kombu#2007). As a connection error it takes the path Celery expects when Redis is down: the close goes
+    on, the consumer reconnects, and the messages come back after the visibility timeout. The engine loses
+    nothing either way: the database, not the message, says what is due.
+    """
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection.client is None:
+            raise RedisConnectionError("the connection to Redis is closed; its channel cannot reach it")
+        return super()._connparams(asynchronous=asynchronous)
+
+
+class ReconnectingRedisTransport(redis.Transport):
+    Channel = _ReconnectingRedisChannel
+
+
+REDIS_TRANSPORT = f"{__name__}:ReconnectingRedisTransport"
+
+
+def broker_transport(settings: Settings) -> str | None:
+    """The transport for `settings`' broker URL, when it is not the one its scheme names.
+
+    `rediss://` keeps kombu's stock transport: kombu picks its TLS defaults by that transport's name.
+    """
+    if settings.redis_url and urlsplit(settings.redis_url).scheme == "redis":
+        return REDIS_TRANSPORT
+    return None
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:

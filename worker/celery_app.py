@@ -10,7 +10,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger, worker_r
 
 from teckochecker.config import Settings
 from teckochecker.logs import style_handlers
-from worker.broker import broker_options
+from worker.broker import broker_options, broker_transport
 from worker.consumer_watchdog import ConsumerWatchdog
 from worker.heartbeat import HeartbeatFile
 from worker.metrics import serve_metrics
@@ -44,5 +44,7 @@ def create_celery_app(settings: Settings) -> EngineCelery:
     app.config_from_object("celeryconfig")
     broker_url, transport_options = broker_options(settings)
     # Given before the configuration is read, these complete celeryconfig's settings.
-    app.conf.update(broker_url=broker_url, broker_transport_options=transport_options)
+    app.conf.update(
+        broker_url=broker_url, broker_transport=broker_transport(settings), broker_transport_options=transport_options
+    )
     return app
