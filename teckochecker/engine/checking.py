@@ -161,9 +161,11 @@ class _KeyWork:
         """Every pending batch once, in the jobs' order."""
         return list(dict.fromkeys(batch_id for batch_ids in self.pending.values() for batch_id in batch_ids))
 
-    def hinted(self) -> bool:
-        """A webhook said one of these jobs' batches finished: ask about them directly, never by a sweep."""
-        return any(hint is not None for hint in self.hints.values())
+    def all_hinted(self) -> bool:
+        """Webhooks pointed at every one of these jobs: beat handed them out as an ordinary group, to be asked
+        about directly. A sweep's group in which a few jobs were hinted after its claim still sweeps: its
+        pages cover those batches too, and one GET per batch of a whole window would take minutes."""
+        return all(hint is not None for hint in self.hints.values())
 
     def unasked(self) -> list[str]:
         done = self.observed.keys() | self.failures.keys() | self.over_budget
@@ -380,7 +382,7 @@ def _refresh(
     # The plaintext key lives only for this call.
     client = openai_client(vault.decrypt(key.encrypted_key, secret_name=key.secret))
     spender = _Spender(sessions, key, lease, budget)
-    if key.sweep_mode and not key.hinted() and len(wanted) >= SWEEP_MIN_WANTED:
+    if key.sweep_mode and not key.all_hinted() and len(wanted) >= SWEEP_MIN_WANTED:
         _sweep(client, key, spender, stats)
     if not _stopped_by(key):
         _single_gets(client, key, spender, stats)

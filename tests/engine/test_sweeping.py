@@ -398,3 +398,24 @@ def test_a_webhook_keeps_an_earlier_due_time_and_hints_only_active_jobs_watching
 def _set_next_check(world, job_id: int, when: datetime) -> None:
     with session_scope(world.sessions) as session:
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=when))
+
+
+def test_a_sweep_whose_job_is_hinted_after_the_claim_still_sweeps_and_answers_the_hint(world) -> None:
+    """A webhook for one job of a sweep's group, between the claim and the run: the sweep's pages cover that
+    batch too. One GET per batch of the whole window instead took minutes in the reaction benchmark."""
+    batch_ids = [f"batch_swept_{n}" for n in range(150)]
+    world.simulator.control.create_batches(
+        [
+            {"id": b, "final_status": "completed" if n == 7 else "in_progress", "duration": 0}
+            for n, b in enumerate(batch_ids)
+        ]
+    )
+    job_ids = _add_jobs(world, batch_ids)
+    _sweep_mode(world)
+    [dispatch] = group_claims(_claim_checks(world))
+    assert _hint(world, "batch_swept_7") == 1
+
+    run_checks(world.sessions, world.vault, world.openai_client, dispatch.job_ids, dispatch.lease_token)
+    assert _requests(world) == {LIST: 2, GET: 0}
+    hinted = _job(world, job_ids[7])
+    assert hinted.status == JobStatus.TRIGGERING and hinted.hinted_at is None
