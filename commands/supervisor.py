@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from teckochecker.exit_codes import REPLACE_ME
 from teckochecker.files import private_file, private_folder
 
 logger = logging.getLogger("teckochecker.supervisor")
@@ -30,6 +31,8 @@ WATCHED_ROOT = CLI_SCRIPT.parent
 STOP_GRACE_SECONDS = 330
 # Beat stops first so nothing new is handed out while the worker finishes what it holds.
 STOP_ORDER = ("beat", "api", "worker")
+# Replacements of one child are at least this far apart, so a child that keeps asking cannot spin.
+REPLACE_SPACING_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,25 @@ class Supervisor:
         self.pid_file = pid_file
         self.children: dict[str, subprocess.Popen] = {}
         self._stopping = False
+        self._started: dict[str, float] = {}
 
     def _start_children(self) -> None:
-        for name, command in self.commands.items():
-            # Own process groups: Ctrl-C reaches only the supervisor, which stops the children in order.
-            self.children[name] = subprocess.Popen(command, process_group=0)
-            logger.info("started %s (pid %s)", name, self.children[name].pid)
+        for name in self.commands:
+            self._start_child(name)
+        self._write_record()
+
+    def _start_child(self, name: str) -> None:
+        # Own process groups: Ctrl-C reaches only the supervisor, which stops the children in order.
+        self.children[name] = subprocess.Popen(self.commands[name], process_group=0)
+        self._started[name] = time.monotonic()
+        logger.info("started %s (pid %s)", name, self.children[name].pid)
+
+    def _replace(self, name: str) -> None:
+        logger.warning("%s exited asking to be replaced (code %s); starting a new one", name, REPLACE_ME)
+        wait = self._started[name] + REPLACE_SPACING_SECONDS - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._start_child(name)
         self._write_record()
 
     def _write_record(self) -> None:
@@ -151,7 +167,10 @@ class Supervisor:
         try:
             while not self._stopping:
                 time.sleep(0.5)
-                failed = [name for name, child in self.children.items() if child.poll() is not None]
+                exited = {name: child.returncode for name, child in self.children.items() if child.poll() is not None}
+                for name in [name for name, code in exited.items() if code == REPLACE_ME]:
+                    self._replace(name)
+                failed = [name for name, code in exited.items() if code != REPLACE_ME]
                 if failed:
                     name = failed[0]
                     logger.error("%s exited with code %s; stopping the others", name, self.children[name].returncode)

@@ -26,10 +26,12 @@ from celery.signals import task_received
 from celery.utils.nodenames import worker_direct
 from celery.worker import state as worker_state
 
+from teckochecker.exit_codes import REPLACE_ME
+
 logger = logging.getLogger(__name__)
 
 CANARY_TASK = "teckochecker.consumer_canary"
-CONSUMER_DEAD_EXIT_CODE = 3
+CONSUMER_DEAD_EXIT_CODE = REPLACE_ME
 LONGEST_CHECK_EVERY_SECONDS = 10.0
 # Celery's own log lines for a task received and succeeded; the canary's would say nothing every few seconds.
 TASK_LINE_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
