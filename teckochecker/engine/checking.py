@@ -13,6 +13,7 @@ with one GET each or by a list sweep (see `sweeping`), within the key's request 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -28,6 +29,7 @@ from teckochecker.clients.openai_batches import Batch, OpenAIBatchClient
 from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.fanout import run_in_parallel
 from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.engine.scheduling import plan_next_check
@@ -50,6 +52,9 @@ OpenAIClientFactory = Callable[[str], OpenAIBatchClient]
 AUTH_STATUSES = frozenset({401, 403})
 # Requests taken from a key's budget at a time for single GETs: one budget write per handful of calls.
 BUDGET_CHUNK = 8
+# Single GETs one group keeps in flight at once: a group of 8 at 2–10 s per answer then takes one answer's
+# time, not eight.
+GETS_IN_FLIGHT = 8
 # A 429 without Retry-After pauses the key for the fleet this long.
 DEFAULT_429_PAUSE_SECONDS = 5.0
 
@@ -152,6 +157,8 @@ class _KeyWork:
     observed: dict[str, Batch | None] = field(default_factory=dict)  # None: OpenAI says it does not exist
     failures: dict[str, ServiceError] = field(default_factory=dict)
     over_budget: set[str] = field(default_factory=set)
+    # Batches whose GET is in flight: a 429 meanwhile stops the requests not yet sent, not these.
+    asking: set[str] = field(default_factory=set)
     sweep: SweepResult | None = None
     sweep_seconds: float = 0.0
     # After a 429: how long the whole fleet leaves this key alone.
@@ -168,7 +175,7 @@ class _KeyWork:
         return all(hint is not None for hint in self.hints.values())
 
     def unasked(self) -> list[str]:
-        done = self.observed.keys() | self.failures.keys() | self.over_budget
+        done = self.observed.keys() | self.failures.keys() | self.over_budget | self.asking
         return [batch_id for batch_id in self.wanted() if batch_id not in done]
 
 
@@ -412,24 +419,57 @@ def _stopped_by(key: _KeyWork) -> bool:
 
 
 def _single_gets(client: OpenAIBatchClient, key: _KeyWork, spender: _Spender, stats: RefreshStats) -> None:
+    """One GET per batch not yet known, up to GETS_IN_FLIGHT at a time; stops taking more at a rejected key,
+    a 429, a lost lease or an empty budget. Answers to requests already in flight are still recorded."""
     unasked = key.unasked()
-    for position, batch_id in enumerate(unasked):
-        if not spender.spend(min(BUDGET_CHUNK, len(unasked) - position)):
-            return
-        stats.requests["get"] += 1
+    queue = iter(enumerate(unasked))
+    lock = threading.Lock()
+    stopped = False
+
+    def take() -> str | None:
+        nonlocal stopped
+        with lock:
+            position, batch_id = next(queue, (None, None))
+            if stopped or batch_id is None or _stopped_by(key):
+                return None
+            if not spender.spend(min(BUDGET_CHUNK, len(unasked) - position)):
+                stopped = True
+                return None
+            stats.requests["get"] += 1
+            key.asking.add(batch_id)
+            return batch_id
+
+    def ask_until_done() -> None:
+        nonlocal stopped
         try:
-            with log_context(batch_id=batch_id):
-                key.observed[batch_id] = client.get_batch(batch_id)
-            stats.refreshed["single"] += 1
-        except PermanentError as error:
-            if error.status == 404:
-                key.observed[batch_id] = None
-                continue
-            _note_failure(key, error, [batch_id])
-        except TransientError as error:
-            _note_failure(key, error, [batch_id])
-        if _stopped_by(key):
-            return
+            while (batch_id := take()) is not None:
+                answer = _ask(client, batch_id)
+                with lock:
+                    key.asking.discard(batch_id)
+                    _record_answer(key, batch_id, answer, stats)
+        except BaseException:
+            stopped = True
+            raise
+
+    run_in_parallel(ask_until_done, min(GETS_IN_FLIGHT, len(unasked)))
+
+
+def _ask(client: OpenAIBatchClient, batch_id: str) -> Batch | ServiceError:
+    try:
+        with log_context(batch_id=batch_id):
+            return client.get_batch(batch_id)
+    except ServiceError as error:
+        return error
+
+
+def _record_answer(key: _KeyWork, batch_id: str, answer: Batch | ServiceError, stats: RefreshStats) -> None:
+    if isinstance(answer, Batch):
+        key.observed[batch_id] = answer
+        stats.refreshed["single"] += 1
+    elif isinstance(answer, PermanentError) and answer.status == 404:
+        key.observed[batch_id] = None
+    else:
+        _note_failure(key, answer, [batch_id])
 
 
 def _note_failure(key: _KeyWork, error: ServiceError, batch_ids: list[str]) -> None:

@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.checking import give_up_check, run_checks
+from teckochecker.engine.checking import GETS_IN_FLIGHT, give_up_check, run_checks
 from teckochecker.engine.scheduling import START, claim_due_jobs
 from teckochecker.models import JobEvent, JobStatus
 from teckochecker.services.jobs import get_job, pause_job
@@ -219,3 +219,71 @@ def test_a_check_that_ran_long_after_its_claim_moves_the_next_slot_half_an_inter
     job, _ = _job(world, job_id)
     assert job.next_check_at - job.last_check_at >= timedelta(seconds=30)
     assert job.next_check_at == slot + timedelta(seconds=120), "the job's own grid, one slot skipped"
+
+
+class _InFlight:
+    """Wraps the real OpenAI client (over the simulator's socket) to count its GETs in flight at once."""
+
+    def __init__(self, world) -> None:
+        self.world, self.now, self.most, self._lock = world, 0, 0, threading.Lock()
+
+    def client(self, key: str):
+        real, meter = self.world.openai_client(key), self
+
+        class Metered:
+            def get_batch(self, batch_id: str):
+                with meter._lock:
+                    meter.now += 1
+                    meter.most = max(meter.most, meter.now)
+                try:
+                    return real.get_batch(batch_id)
+                finally:
+                    with meter._lock:
+                        meter.now -= 1
+
+        return Metered()
+
+
+def _group(world, count: int, prefix: str) -> tuple[list[int], str]:
+    control = world.simulator.control
+    batch_ids = [f"{prefix}_{n}" for n in range(count)]
+    control.create_batches([{"id": b, "final_status": "completed", "duration": 0} for b in batch_ids])
+    job_ids = [world.create_job([batch_id]) for batch_id in batch_ids]
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=utcnow())
+    # One lease token over all of them, as one task would hold them.
+    for job_id in job_ids:
+        _set_token(world, job_id, "group-token")
+    assert {claim.job_id for claim in claims} == set(job_ids)
+    return job_ids, "group-token"
+
+
+def test_a_group_keeps_several_gets_in_flight_at_once_never_more_than_its_cap(world) -> None:
+    """Slow answers do not queue a group's jobs behind each other: eight GETs are asked at once."""
+    job_ids, token = _group(world, 12, "batch_slow")
+    world.simulator.control.add_fault("/v1/batches/batch_slow_*", delay=1.0)
+    meter = _InFlight(world)
+
+    outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
+
+    assert meter.most == GETS_IN_FLIGHT
+    assert {outcome.outcome for outcome in outcomes.values()} == {"all_finished"}
+    assert {_job(world, job_id)[0].status for job_id in job_ids} == {JobStatus.TRIGGERING}
+
+
+def test_a_429_in_a_group_stops_the_gets_not_yet_sent_and_keeps_the_answers_in_flight(world) -> None:
+    job_ids, token = _group(world, 12, "batch_limited")
+    control = world.simulator.control
+    # Every GET of the first eight is sent before the 429 comes back (after 0.5 s); the others answer later.
+    control.add_fault("/v1/batches/batch_limited_*", delay=0.5)
+    control.add_fault("/v1/batches/batch_limited_[1-9]*", delay=1.0)
+    control.add_fault("/v1/batches/batch_limited_0", status=429, retry_after=30, count=1)
+
+    outcomes = run_checks(world.sessions, world.vault, world.openai_client, job_ids, token)
+
+    asked, rest = job_ids[:GETS_IN_FLIGHT], job_ids[GETS_IN_FLIGHT:]
+    assert outcomes[asked[0]].outcome == "transient_error" and outcomes[asked[0]].failure.status == 429
+    assert {outcomes[job_id].outcome for job_id in asked[1:]} == {"all_finished"}, "answers in flight count"
+    for job_id in rest:
+        assert outcomes[job_id].outcome == "transient_error" and outcomes[job_id].failure.status == 429
+    assert control.counters()["requests"]["GET /v1/batches/{batch_id}"] == GETS_IN_FLIGHT
