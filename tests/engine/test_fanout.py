@@ -72,9 +72,23 @@ def test_helpers_log_with_the_callers_context() -> None:
     logger = logging.getLogger("tests.fanout")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    items, lock = list(range(20)), threading.Lock()
+
+    def ask() -> None:
+        # Helpers that have not started when the caller runs out of items are cancelled, so each item takes a
+        # while: long enough for the helpers to start and log some of them.
+        while True:
+            with lock:
+                if not items:
+                    return
+                items.pop()
+            logger.info("asked")
+            threading.Event().wait(0.05)
+
     try:
         with log_context(task_id="t-1"):
-            fanout.run_in_parallel(lambda: logger.info("asked"), 3)
+            fanout.run_in_parallel(ask, 3)
     finally:
         logger.removeHandler(handler)
-    assert len(records) == 3 and {record.task_id for record in records} == {"t-1"}
+    assert len(records) == 20 and {record.task_id for record in records} == {"t-1"}
+    assert len({record.thread for record in records}) > 1
