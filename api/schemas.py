@@ -238,6 +238,7 @@ class SecretUpdateSchema(Schema):
     value = Text(
         required=True,
         load_only=True,
+        validate=validate.Length(min=1, max=SECRET_VALUE_MAX_LENGTH),
         metadata=_example("sk-new...", "The new API key or token (a rotated key). Write-only."),
     )
 

@@ -18,6 +18,7 @@ from teckochecker.presenters import event_view, job_view
 from teckochecker.services import export
 from teckochecker.services import jobs as job_service
 from teckochecker.services.events import list_events
+from teckochecker.services.validation import secret_reference
 
 RECENT_EVENTS = 10
 WRAP_AT = 60
@@ -26,11 +27,6 @@ WRAP_AT = 60
 @click.group("job")
 def job_group() -> None:
     """Create and manage polling jobs."""
-
-
-def _secret_reference(value: str) -> int | str:
-    """A secret's name; a bare number is taken as its id."""
-    return int(value) if value.isdigit() else value
 
 
 @job_group.command("create")
@@ -66,13 +62,13 @@ def create_job(
     draft = job_service.JobDraft(
         name=name,
         batch_ids=list(batch_ids),
-        openai_secret=_secret_reference(openai_secret),
-        keboola_secret=_secret_reference(keboola_secret),
+        openai_secret=secret_reference(openai_secret),
+        keboola_secret=secret_reference(keboola_secret),
         keboola_stack_url=keboola_stack,
         keboola_component_id=component_id,
         keboola_configuration_id=config_id,
         poll_interval_seconds=poll_interval,
-        notify=[_secret_reference(target) for target in notify] if notify else None,
+        notify=[secret_reference(target) for target in notify] if notify else None,
     )
     with app.session() as session:
         job = job_service.create_job(session, app.settings, draft)
@@ -275,7 +271,7 @@ def update_job(
         keboola_stack_url=keboola_stack,
         keboola_component_id=component_id,
         keboola_configuration_id=config_id,
-        notify=[] if no_notify else [_secret_reference(target) for target in notify] if notify else None,
+        notify=[] if no_notify else [secret_reference(target) for target in notify] if notify else None,
     )
     with app.session() as session:
         job = job_service.update_job(session, app.settings, job_service.get_job(session, job_id), changes)

@@ -16,6 +16,7 @@ from teckochecker.services import export
 from teckochecker.services import jobs as job_service
 from teckochecker.services.events import list_events
 from teckochecker.services.secrets import list_secrets
+from teckochecker.services.validation import secret_reference, whole_number
 
 blp = Blueprint("jobs", __name__, url_prefix="/jobs")
 
@@ -57,14 +58,8 @@ def _filters() -> tuple[dict[str, Any], list[str]]:
     return {"status": status, "search": search or None, "order": order}, problems
 
 
-def _whole_number(raw: str) -> int | None:
-    """A plain decimal number as typed in a form or URL ("²" and "١" are digits to Python, not to us)."""
-    raw = raw.strip()
-    return int(raw) if raw.isascii() and raw.isdigit() else None
-
-
 def _page_number() -> int:
-    page = _whole_number(request.args.get("page", "1")) or 1
+    page = whole_number(request.args.get("page", "1")) or 1
     return page if page < 10**6 else 1
 
 
@@ -120,17 +115,18 @@ def _job_form(template: str, *, values: dict[str, Any], errors: dict[str, str], 
 def _interval(raw: str) -> int | None:
     if not raw.strip():
         return None
-    interval = _whole_number(raw)
+    interval = whole_number(raw)
     if interval is None:
-        raise ValidationError("poll_interval_seconds", f"must be a whole number of seconds, got {raw.strip()!r}")
+        settings = api_state().settings
+        raise ValidationError(
+            "poll_interval_seconds",
+            f"must be a whole number of seconds between {settings.min_poll_interval} and {settings.max_poll_interval}",
+        )
     return interval
 
 
 def _secret_id(field: str) -> int | str:
-    raw = request.form.get(field, "")
-    number = _whole_number(raw)
-    # An id no row can have is looked up as a name, which reports "does not exist" like any unknown secret.
-    return number if number is not None and number <= MAX_ID else raw
+    return secret_reference(request.form.get(field, ""))
 
 
 @blp.route("/new", methods=["GET", "POST"])

@@ -10,6 +10,8 @@ from teckochecker.config import Settings
 from teckochecker.errors import ValidationError
 
 NAME_MAX_LENGTH = 255
+# Longer than any id, page or interval can be; Python's int() refuses over 4,300 digits with a ValueError.
+WHOLE_NUMBER_MAX_DIGITS = 30
 BATCH_ID_PATTERN = re.compile(r"^batch_[A-Za-z0-9_-]+$")
 
 
@@ -22,6 +24,20 @@ def validate_name(field: str, value: str | None, *, what: str) -> str:
     if any(not character.isprintable() for character in name):
         raise ValidationError(field, f"{what} must not contain control characters")
     return name
+
+
+def whole_number(text: str) -> int | None:
+    """A plain decimal number as a person types it, or None ("²" and "١" are digits to Python, not to us)."""
+    text = text.strip()
+    if not text or len(text) > WHOLE_NUMBER_MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+def secret_reference(text: str) -> int | str:
+    """A secret as a person names it: a plain number is its id, anything else is its name."""
+    number = whole_number(text)
+    return text if number is None else number
 
 
 def validate_batch_ids(field: str, values: Iterable[str], *, maximum: int) -> list[str]:

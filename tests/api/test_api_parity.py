@@ -77,6 +77,8 @@ def test_patch_replaces_a_secrets_value_and_never_returns_it(
         "json": {"value": ["the secret value must not be empty"]}
     }
     assert client.patch("/api/admin/secrets/1", json={}).status_code == 422
+    too_long = client.patch("/api/admin/secrets/1", json={"value": "k" * 4097})
+    assert too_long.status_code == 422 and "k" * 100 not in too_long.text
     assert client.patch("/api/admin/secrets/99", json={"value": "x"}).status_code == 404
 
 

@@ -69,8 +69,9 @@ def test_the_documentation_assets_are_the_pinned_versions(anonymous: FlaskClient
 
 def test_the_spec_documents_the_limits_the_api_enforces(spec: dict) -> None:
     schemas = spec["components"]["schemas"]
-    value = schemas["SecretCreate"]["properties"]["value"]
-    assert (value["minLength"], value["maxLength"]) == (1, SECRET_VALUE_MAX_LENGTH)
+    for schema in ("SecretCreate", "SecretUpdate"):
+        value = schemas[schema]["properties"]["value"]
+        assert (value["minLength"], value["maxLength"]) == (1, SECRET_VALUE_MAX_LENGTH), schema
     for schema in ("SecretCreate", "JobCreate", "JobUpdate"):
         name = schemas[schema]["properties"]["name"]
         assert (name["minLength"], name["maxLength"]) == (1, NAME_MAX_LENGTH), schema

@@ -168,8 +168,19 @@ def test_ids_beyond_the_database_range_are_simply_not_found(with_secrets, job_id
     assert result.output.strip() == f"Error: Job {job_id} not found"
 
 
-def test_a_secret_id_beyond_the_database_range_does_not_exist(with_secrets) -> None:
-    huge = str(2**63)
-    result = with_secrets(*_replace(GUIDE_JOB, "--openai-secret", huge))
-    assert result.exit_code == 1
-    assert result.output.strip() == f"Error: openai_secret: secret {huge} does not exist"
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--openai-secret", str(2**63), f"openai_secret: secret {2**63} does not exist"),
+        ("--openai-secret", "9" * 5000, "openai_secret: secret '999"),
+        ("--keboola-secret", "9" * 5000, "keboola_secret: secret '999"),
+        ("--openai-secret", "²", "openai_secret: secret '²' does not exist"),
+        ("--notify", "9" * 5000, "notify: secret '999"),
+    ],
+)
+def test_a_secret_no_row_can_be_does_not_exist(with_secrets, flag, value, message) -> None:
+    arguments = [*GUIDE_JOB, flag, value] if flag == "--notify" else _replace(GUIDE_JOB, flag, value)
+    result = with_secrets(*arguments)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {message}") and "does not exist" in result.output
+    assert len(result.output) < 200

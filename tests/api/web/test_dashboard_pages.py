@@ -329,10 +329,28 @@ def test_odd_numbers_in_forms_and_urls_are_refused_cleanly(dashboard: FlaskClien
         "keboola_stack_url": GUIDE_JOB["keboola_stack_url"], "keboola_component_id": "c",
         "keboola_configuration_id": "1", "poll_interval_seconds": "120",
     }  # fmt: skip
-    for field, value in (("poll_interval_seconds", "²"), ("poll_interval_seconds", "-5"), ("openai_secret", "9" * 12)):
+    huge = "9" * 5000  # beyond what Python's int() reads
+    odd_values = (
+        ("poll_interval_seconds", "²"),
+        ("poll_interval_seconds", "-5"),
+        ("poll_interval_seconds", huge),
+        ("openai_secret", "9" * 12),
+        ("openai_secret", huge),
+        ("keboola_secret", "²"),
+    )
+    for field, value in odd_values:
         refused = post_form(dashboard, "/jobs/new", "/jobs/new", {**form, field: value})
-        assert refused.status_code == 422 and f'id="{field}-error"' in refused.text, (field, value)
-    assert dashboard.get("/jobs?page=²").status_code == 200
-    assert dashboard.get("/jobs?page=99999999999999").status_code == 200
+        assert refused.status_code == 422 and f'id="{field}-error"' in refused.text, (field, value[:20])
+    long_interval = post_form(dashboard, "/jobs/new", "/jobs/new", {**form, "poll_interval_seconds": huge})
+    assert "must be a whole number of seconds between 30 and 3600" in long_interval.text
+    assert post_form(dashboard, "/jobs/new", "/jobs/new", form).status_code == 302
+    edit = {key: form[key] for key in ("name", "keboola_component_id", "keboola_configuration_id")}
+    edit |= {"keboola_stack_url": form["keboola_stack_url"], "poll_interval_seconds": huge}
+    refused_edit = post_form(dashboard, "/jobs/1/edit", "/jobs/1/edit", edit)
+    assert refused_edit.status_code == 422 and 'id="poll_interval_seconds-error"' in refused_edit.text
+    for page in ("²", "99999999999999", huge):
+        listed = dashboard.get(f"/jobs?page={page}")
+        assert listed.status_code == 200 and "1–1 of 1 job" in listed.text
     assert dashboard.get("/jobs/99999999999").status_code == 404
     assert dashboard.get("/jobs/0").status_code == 404
+
