@@ -353,4 +353,3 @@ def test_odd_numbers_in_forms_and_urls_are_refused_cleanly(dashboard: FlaskClien
         assert listed.status_code == 200 and "1–1 of 1 job" in listed.text
     assert dashboard.get("/jobs/99999999999").status_code == 404
     assert dashboard.get("/jobs/0").status_code == 404
-
