@@ -1,8 +1,9 @@
 """`teckochecker demo`: the whole product in about a minute, with no keys and no configuration.
 
 It starts the simulator and the service (embedded mode) in a temporary directory, creates two secrets and
-a job watching three batches (one of which fails), shows the job live until its Keboola job has run,
-prints the variables Keboola received, and stops everything it started. The simulator sends OpenAI-style
+a job watching three batches (one of which fails), opens the dashboard on that job (when run in a terminal),
+shows the job live until its Keboola job has run, prints the variables Keboola received, and stops everything
+it started (after Ctrl-C when it opened a browser, so the dashboard can be explored). The simulator sends OpenAI-style
 webhooks to the demo's API, so the Keboola job starts about a second after the last batch finishes, although
 the job polls only every 30 seconds.
 """
@@ -68,11 +69,18 @@ def _keep_running_until_interrupted(job_page: str) -> None:
 
 
 @click.command("demo")
-@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard's page of the demo job in a browser.")
 @click.option(
-    "--keep-running", is_flag=True, help="Keep the service and dashboard running after the job ends, until Ctrl-C."
+    "--open/--no-open",
+    "open_browser",
+    default=None,
+    help="Open the dashboard on the demo job in a browser (default: when run in a terminal).",
 )
-def demo(open_browser: bool, keep_running: bool) -> None:
+@click.option(
+    "--keep-running/--no-keep-running",
+    default=None,
+    help="Keep the service and dashboard up after the job ends, until Ctrl-C (default: when a browser was opened).",
+)
+def demo(open_browser: bool | None, keep_running: bool | None) -> None:
     """Run a complete demo against a local simulator: no keys, no configuration, about a minute."""
     with tempfile.TemporaryDirectory(prefix="teckochecker-demo-") as folder, start_simulator() as simulator:
         workdir = Path(folder)
@@ -82,7 +90,6 @@ def demo(open_browser: bool, keep_running: bool) -> None:
         control.configure(job_duration=5)
         port = _free_port()
         environment = _demo_environment(workdir, simulator, port)
-        api_token = environment["API_TOKEN"]
         app = AppContext(settings=load_settings(environment, env_file=None), env_file=workdir / ".env")
         cli = [sys.executable, str(CLI_SCRIPT)]
         click.echo(f"Demo folder {workdir}; simulator at {simulator.base_url}\n")
@@ -92,17 +99,16 @@ def demo(open_browser: bool, keep_running: bool) -> None:
             _run([*cli, "start", "--daemon"], workdir, environment)
             started = True
             success(f"Service started (embedded mode): API on http://127.0.0.1:{port}, a worker and beat")
-            click.echo(f"  Dashboard: http://127.0.0.1:{port}/  (sign in with the demo's API token: {api_token})")
+            click.echo(f"  Dashboard: http://127.0.0.1:{port}/  (no sign-in: the demo listens on loopback only)")
             _create_secrets_and_job(cli, workdir, environment, simulator)
             job_page = f"http://127.0.0.1:{port}/jobs/1"
             success(
                 f"Job 1 created: checks every {POLL_INTERVAL_SECONDS} seconds, and at once when a webhook says a batch "
                 f"ended. Watch it live in the dashboard: {job_page}\n"
             )
-            if open_browser:
-                webbrowser.open(job_page)
+            opened = _open_in_browser(job_page, wanted=sys.stdout.isatty() if open_browser is None else open_browser)
             job = watch_job(app, 1, timeout=JOB_TIMEOUT_SECONDS)
-            if keep_running:
+            if keep_running or (keep_running is None and opened):
                 _keep_running_until_interrupted(job_page)
         finally:
             if started:
@@ -112,13 +118,26 @@ def demo(open_browser: bool, keep_running: bool) -> None:
         _show_reaction(control)
 
 
+def _open_in_browser(page: str, *, wanted: bool) -> bool:
+    if not wanted:
+        return False
+    if webbrowser.open(page):
+        click.echo(f"Opened {page} in your browser: the job's progress bars move as the batches advance.\n")
+        return True
+    click.echo(f"No browser could be opened here; open {page} yourself.\n")
+    return False
+
+
 def _demo_environment(workdir: Path, simulator: RunningSimulator, port: int) -> dict[str, str]:
-    """The demo's own settings: nothing from the user's environment or .env leaks in."""
+    """The demo's own settings: nothing from the user's environment or .env leaks in.
+
+    No API_TOKEN: the API and dashboard listen on loopback only and hold nothing but simulated data, so the
+    browser opens straight onto the demo job instead of a sign-in page.
+    """
     environment = {key: value for key, value in os.environ.items() if key not in ENVIRONMENT_KEYS}
     environment.update(
         DATABASE_URL=f"sqlite:///{workdir / 'demo.db'}",
         SECRET_KEY=generate_key(),
-        API_TOKEN=secrets.token_urlsafe(24),
         API_HOST="127.0.0.1",
         API_PORT=str(port),
         PUBLIC_URL=f"http://127.0.0.1:{port}",

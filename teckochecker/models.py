@@ -123,6 +123,8 @@ class PollingJob(Base):
     completed_at: Mapped[datetime | None]
     keboola_job_id: Mapped[str | None] = mapped_column(String(64))
     keboola_job_status: Mapped[str | None] = mapped_column(String(32))
+    # Learnt from Keboola's own view of the job; the dashboard's link to the job needs it.
+    keboola_project_id: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     # The engine's lease: the holder of `lease_token` may work on the job until `lease_until`. A dead
     # worker's lease simply expires, and the dispatcher hands the job out again.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from teckochecker.models import JobBatch, JobEvent, PollingJob, Secret
 from teckochecker.services.secrets import notification_events
@@ -15,6 +16,15 @@ from teckochecker.services.secrets import notification_events
 
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def keboola_job_url(job: PollingJob) -> str | None:
+    """The Keboola job's page in Keboola's UI, once Keboola has told us the job's project (on the first look
+    after the start); None before that."""
+    if job.keboola_job_id is None or job.keboola_project_id is None:
+        return None
+    stack = job.keboola_stack_url.rstrip("/")
+    return f"{stack}/admin/projects/{quote(job.keboola_project_id, safe='')}/queue/{quote(job.keboola_job_id, safe='')}"
 
 
 def secret_view(secret: Secret) -> dict[str, Any]:

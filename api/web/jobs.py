@@ -12,6 +12,7 @@ from api.schemas import MAX_ID
 from api.web.actions import commit, notify, perform
 from teckochecker.errors import ValidationError
 from teckochecker.models import FINISHED_JOB_STATUSES, JobStatus, PollingJob, SecretType
+from teckochecker.presenters import keboola_job_url
 from teckochecker.services import export
 from teckochecker.services import jobs as job_service
 from teckochecker.services.events import list_events
@@ -168,7 +169,7 @@ def _detail_context(job: PollingJob) -> dict[str, Any]:
         "batches": [(batch, batch.request_completed + batch.request_failed) for batch in job.batches],
         "events": list_events(db_session(), job.id, limit=TIMELINE_LENGTH),
         "live": job.status not in FINISHED_JOB_STATUSES,
-        "keboola_link": job.keboola_stack_url.rstrip("/") + "/admin/",
+        "keboola_link": keboola_job_url(job),
     }
 
 

@@ -20,6 +20,7 @@ SEARCH_PAGE_SIZE = 100
 # What we store of Keboola's answers must fit our columns and carry nothing but an id and a status word.
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JOB_STATUS = re.compile(r"^[a-z_]{1,32}$")
+_PROJECT_ID = re.compile(r"[0-9]{1,20}")
 
 
 def queue_url_for(stack_url: str) -> str:
@@ -53,6 +54,7 @@ class KeboolaJob:
     component: str | None
     config: str | None
     created_time: datetime | None
+    project_id: str | None
     variables: dict[str, str]
     """The variableValuesData the job was started with, as name → value."""
 
@@ -197,12 +199,19 @@ def parse_job(body: Any) -> KeboolaJob:
         component=body.get("component"),
         config=str(body["config"]) if body.get("config") is not None else None,
         created_time=_timestamp(body.get("createdTime")),
+        project_id=_project_id(body.get("project")),
         variables={
             str(item["name"]): str(item.get("value", ""))
             for item in values or ()
             if isinstance(item, dict) and "name" in item
         },
     )
+
+
+def _project_id(project: Any) -> str | None:
+    """Keboola's project id, a number; it goes into a link, so anything else is dropped."""
+    project_id = str(project.get("id")) if isinstance(project, dict) else ""
+    return project_id if _PROJECT_ID.fullmatch(project_id) else None
 
 
 def _timestamp(value: Any) -> datetime | None:

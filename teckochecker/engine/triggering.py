@@ -52,6 +52,7 @@ _STATE = (
     _jobs.c.next_check_at,
     _jobs.c.keboola_job_id,
     _jobs.c.keboola_job_status,
+    _jobs.c.keboola_project_id,
     _jobs.c.trigger_attempted_at,
     *leases.COLUMNS,
 )
@@ -147,6 +148,7 @@ class _HeldRow:
     next_check_at: datetime | None
     keboola_job_id: str | None
     keboola_job_status: str | None
+    keboola_project_id: str | None
     trigger_attempted_at: datetime | None
     lease_token: str | None
     lease_until: datetime | None
@@ -397,6 +399,7 @@ def _conclude_follow(row: _HeldRow, trigger: _Trigger, now: datetime) -> Trigger
         leases.release(row)
         return SKIPPED_OUTCOME
     keboola_job_id = row.keboola_job_id
+    row.keboola_project_id = state.project_id or row.keboola_project_id
     if state.status != row.keboola_job_status:
         row.keboola_job_status = state.status
         if not state.is_finished:

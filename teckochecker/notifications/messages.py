@@ -7,7 +7,6 @@ the first MAX_LISTED events and counting the rest by kind.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,8 +15,6 @@ from teckochecker.notifications.delivery import Message
 from teckochecker.notifications.events import FAILURE_KINDS, NotificationKind
 
 MAX_LISTED = 20
-# A Keboola Storage API token starts with its project's id: <project>-<token id>-<random part>.
-_TOKEN_PROJECT = re.compile(r"^(\d+)-\d+-")
 # The job's page in the dashboard (it signs the reader in first).
 JOB_LINK_PATH = "/jobs/{job_id}"
 
@@ -60,14 +57,6 @@ class Item:
     kind: NotificationKind
     detail: str  # the event's message, already redacted
     job: JobFacts
-
-
-def keboola_job_link(stack_url: str, keboola_token: str, keboola_job_id: str) -> str | None:
-    """The Keboola UI's page of a job, when the project is known from the token's shape; else None."""
-    project = _TOKEN_PROJECT.match(keboola_token)
-    if project is None:
-        return None
-    return f"{stack_url.rstrip('/')}/admin/projects/{project.group(1)}/queue/{keboola_job_id}"
 
 
 def job_link(public_url: str | None, job_id: int) -> str | None:

@@ -17,7 +17,8 @@ from teckochecker.db import session_scope, utcnow
 from teckochecker.errors import ValidationError
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, NotificationState, PollingJob, Secret, SecretType
 from teckochecker.notifications import delivery, outbox
-from teckochecker.notifications.messages import Item, JobFacts, job_link, keboola_job_link, render
+from teckochecker.notifications.messages import Item, JobFacts, job_link, render
+from teckochecker.presenters import keboola_job_url
 from teckochecker.redaction import Redacts
 from teckochecker.services.events import record_events
 from teckochecker.services.secrets import get_secret_by_name
@@ -36,19 +37,12 @@ class Attempt:
     job_ids: tuple[int, ...]
 
 
-def _job_facts(session: Session, vault: Vault, settings: Settings, job_ids: set[int]) -> dict[int, JobFacts]:
+def _job_facts(session: Session, settings: Settings, job_ids: set[int]) -> dict[int, JobFacts]:
     jobs = session.scalars(
         select(PollingJob).where(PollingJob.id.in_(job_ids)).options(selectinload(PollingJob.batches))
     ).all()
-    tokens: dict[int, str] = {}
     facts = {}
     for job in jobs:
-        link = None
-        if job.keboola_job_id:
-            if job.keboola_secret_id not in tokens:
-                secret = job.keboola_secret
-                tokens[job.keboola_secret_id] = vault.decrypt(secret.encrypted_value, secret_name=secret.name)
-            link = keboola_job_link(job.keboola_stack_url, tokens[job.keboola_secret_id], job.keboola_job_id)
         finished = [batch for batch in job.batches if batch.is_terminal]
         facts[job.id] = JobFacts(
             id=job.id,
@@ -57,7 +51,7 @@ def _job_facts(session: Session, vault: Vault, settings: Settings, job_ids: set[
             batch_completed=sum(batch.status in BATCH_SUCCEEDED_STATUSES for batch in finished),
             failed_batch_ids=tuple(b.batch_id for b in finished if b.status not in BATCH_SUCCEEDED_STATUSES),
             keboola_job_id=job.keboola_job_id,
-            keboola_link=link,
+            keboola_link=keboola_job_url(job),
             job_link=job_link(settings.public_url, job.id),
         )
     return facts
@@ -85,7 +79,7 @@ def begin(
         if target is None or target.type != SecretType.NOTIFICATION:
             return None
         url = vault.decrypt(target.encrypted_value, secret_name=target.name)
-        facts = _job_facts(session, vault, settings, {row.job_id for row in rows})
+        facts = _job_facts(session, settings, {row.job_id for row in rows})
         items = [
             Item(row.kind, redactor.redact(row.message, url), facts[row.job_id]) for row in rows if row.job_id in facts
         ]

@@ -358,6 +358,7 @@ def retry_job(session: Session, job: PollingJob, *, now: datetime | None = None)
         # That Keboola job ran and failed: the retry asks for a new one.
         job.keboola_job_id = None
         job.keboola_job_status = None
+        job.keboola_project_id = None
         job.trigger_attempted_at = None
     # Otherwise trigger_attempted_at stays, so the retry looks for a job an earlier attempt may have started.
     job.status = JobStatus.TRIGGERING.value

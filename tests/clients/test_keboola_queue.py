@@ -11,7 +11,7 @@ import pytest
 
 from teckochecker.clients.errors import PermanentError, ServiceError, TransientError
 from teckochecker.clients.keboola_hosts import KeboolaHosts, UnsafeEndpointError
-from teckochecker.clients.keboola_queue import KeboolaQueueClient, batch_variables, queue_url_for
+from teckochecker.clients.keboola_queue import KeboolaQueueClient, batch_variables, parse_job, queue_url_for
 from teckochecker.simulator import RunningSimulator, start_simulator
 
 COMPONENT = "kds-team.app-custom-python"
@@ -82,6 +82,15 @@ def test_a_job_is_followed_until_it_finishes(simulator: RunningSimulator, token:
 
     assert seen == ["created", "processing", "success"]
     assert job.variables["batch_ids_completed"] == '["batch_a"]'
+    assert job.project_id == simulator.control.keboola_jobs()[0]["project_id"]
+
+
+@pytest.mark.parametrize(
+    ("project", "read"),
+    [({"id": 4242}, "4242"), ({"id": "17"}, "17"), ({"id": "1/../x"}, None), ({"id": None}, None), ("7", None)],
+)
+def test_a_jobs_project_is_read_only_when_it_is_a_number(project: object, read: str | None) -> None:
+    assert parse_job({"id": "123", "status": "success", "project": project}).project_id == read
 
 
 def test_a_job_flipped_to_error_is_finished_with_that_status(simulator: RunningSimulator, token: str) -> None:

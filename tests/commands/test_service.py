@@ -200,10 +200,22 @@ def test_foreground_start_stops_cleanly_on_ctrl_c(installation) -> None:
         requests.get(f"http://127.0.0.1:{installation.port}/api/health", timeout=1)
 
 
-def test_the_demo_runs_and_passes(tmp_path: Path) -> None:
+# Stands in for the user's browser ($BROWSER is how Python's webbrowser finds one): it records the page it is
+# asked to open and what that page showed, over a real socket.
+BROWSER_STAND_IN = """
+import pathlib, sys, requests
+page = requests.get(sys.argv[2], timeout=10)
+pathlib.Path(sys.argv[1]).write_text(sys.argv[2] + "\\n" + str(page.status_code) + "\\n" + page.text)
+"""
+
+
+def test_the_demo_runs_opens_the_job_live_in_the_dashboard_and_passes(tmp_path: Path) -> None:
+    browser, seen = tmp_path / "browser.py", tmp_path / "seen.txt"
+    browser.write_text(BROWSER_STAND_IN)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    environment["BROWSER"] = f"{sys.executable} {browser} {seen} %s"
     completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "cli.py"), "demo"],
+        [sys.executable, str(REPO_ROOT / "cli.py"), "demo", "--open", "--no-keep-running"],
         cwd=tmp_path,
         env=environment,
         capture_output=True,
@@ -214,6 +226,9 @@ def test_the_demo_runs_and_passes(tmp_path: Path) -> None:
     assert 'batch_ids_failed = ["batch_demo_broken"]' in completed.stdout
     assert "Demo finished" in completed.stdout
     assert "Watch it live in the dashboard: http://127.0.0.1:" in completed.stdout
-    assert "sign in with the demo's API token: " in completed.stdout
     # The simulator's webhooks reached the demo's API: the job reacted without waiting for its 30 s poll.
     assert "s after the last batch finished" in completed.stdout
+    # The browser opened straight onto the demo job's live page, with no sign-in in the way.
+    url, status, page = seen.read_text().split("\n", 2)
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/jobs/1") and f"Opened {url}" in completed.stdout
+    assert status == "200" and "Demo: three batches" in page and "data-live-url=" in page

@@ -89,7 +89,7 @@ def test_starts_one_keboola_job_with_the_batch_variables_and_follows_it(world) -
         "1",
     )
     job, kinds = _job(world, job_id)
-    assert job.keboola_job_id == sent["id"]
+    assert job.keboola_job_id == sent["id"] and job.keboola_project_id == sent["project_id"]
     assert job.status == JobStatus.COMPLETED_WITH_FAILURES and job.keboola_job_status == "success"
     assert job.completed_at is not None and job.lease_token is None
     assert kinds[-2:] == ["keboola_started", "completed_with_failures"]
@@ -164,6 +164,12 @@ def test_a_keboola_job_that_ends_in_error_fails_the_polling_job(world) -> None:
     _trigger(world, job_id, token)
     job, _ = _job(world, job_id)
     assert job.status == JobStatus.FAILED and "finished with status error" in job.last_error
+    assert job.keboola_project_id is not None
+    with session_scope(world.sessions) as session:
+        retry_job(session, get_job(session, job_id))
+    job, _ = _job(world, job_id)
+    # The retry asks for a new Keboola job, which may run in another project if the token was replaced.
+    assert job.keboola_job_id is None and job.keboola_project_id is None
 
 
 def test_retries_running_out_before_a_job_is_known_fails_it(world) -> None:

@@ -12,7 +12,7 @@ from teckochecker.db import utcnow
 from teckochecker.models import JobEvent, JobStatus, OutboxNotification, PollingJob
 from teckochecker.notifications import stalls
 from teckochecker.notifications.events import NotificationKind
-from teckochecker.notifications.messages import MAX_LISTED, Item, JobFacts, keboola_job_link, render
+from teckochecker.notifications.messages import MAX_LISTED, Item, JobFacts, render
 from teckochecker.services.jobs import JobDraft, create_job
 from teckochecker.services.secrets import add_secret
 from teckochecker.vault import Vault
@@ -59,12 +59,6 @@ def test_a_burst_of_a_thousand_is_one_message_that_counts_the_rest() -> None:
     assert message.severity == "failure"
     assert message.body.count("Job 'Nightly") == MAX_LISTED
     assert message.body.endswith(f"… and {1000 - MAX_LISTED} more: 975 completed, 5 failed.")
-
-
-def test_a_keboola_link_only_when_the_token_names_the_project() -> None:
-    stack = "https://connection.eu-central-1.keboola.com"
-    assert keboola_job_link(stack, "1234-98765-AbCdEf", "55") == f"{stack}/admin/projects/1234/queue/55"
-    assert keboola_job_link(stack, "a-token-without-its-project", "55") is None
 
 
 def test_the_stall_alert_is_raised_once_and_cleared_once(session: Session, settings: Settings, vault: Vault) -> None:

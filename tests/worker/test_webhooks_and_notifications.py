@@ -117,8 +117,12 @@ def test_webhooks_trigger_an_hourly_job_within_two_seconds_and_outcomes_are_noti
         team = _texts(receiver, TEAM_PATH)
         assert "Job 'Nightly translations' (id 1) completed: its Keboola job succeeded" in team
         keboola_id = started["fast"][0]["id"]
-        # The test's Keboola token lacks a real token's <project>-<id>- shape: no link is made up.
-        assert f"Keboola job {keboola_id}" in team and "/admin/projects/" not in team
+        # The link to the Keboola job uses the project Keboola named when the engine followed the job.
+        project = started["fast"][0]["project_id"]
+        assert (
+            f"Keboola job {keboola_id}: {engine.simulator.stack_url}/admin/projects/{project}/queue/{keboola_id}"
+            in team
+        )
         assert f"{engine.public_url}/jobs/{fast}" in team
         assert "Job 'Mixed' (id 2) completed with failures" in team and "1 failed: batch_broken" in team
         assert "Job 'Revoked key' (id 4) failed: a key was rejected" in team and "invalid_api_key" in team

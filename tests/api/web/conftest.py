@@ -113,7 +113,7 @@ def installation(
     workdir = tmp_path_factory.mktemp("dashboard")
     running_simulator.control.reset()
     running_simulator.control.add_api_key(OPENAI_KEY)
-    running_simulator.control.add_token(KEBOOLA_TOKEN, description="dashboard tests")
+    running_simulator.control.add_token(KEBOOLA_TOKEN, project_id="4242", description="dashboard tests")
     running_simulator.control.configure(job_duration=2)
     port = free_port()
     api_token = "dashboard-test-api-token-" + generate_key()[:16]

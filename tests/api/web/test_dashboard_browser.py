@@ -170,6 +170,8 @@ def test_the_journey(browser: WebDriver, installation: Installation) -> None:
     keboola_job_id = text_of(driver, "#keboola-job code")
     assert keboola_job_id == simulator.control.keboola_jobs()[0]["id"]
     assert driver.find_element(By.CSS_SELECTOR, "#keboola-job .badge").get_attribute("data-status") == "success"
+    link = driver.find_element(By.ID, "keboola-job-link").get_attribute("href")
+    assert link == f"{simulator.stack_url}/admin/projects/4242/queue/{keboola_job_id}"
     assert driver.execute_script("return window.journeyMarker;") == "still the same page"
     assert "keboola started" in text_of(driver, ".timeline")
 
