@@ -59,7 +59,8 @@ class OpenAIWebhook(UnitOfWorkView):
         nothing.
         """
         session = db_session()
-        if not webhooks.has_signing_secret(session):
+        secrets = webhooks.signing_secrets(session, api_state().vault)
+        if not secrets:
             return error_response(404, _NOT_FOUND)
         if request.content_length is not None and request.content_length > webhooks.MAX_BODY_BYTES:
             return error_response(413, _TOO_LARGE)
@@ -69,7 +70,7 @@ class OpenAIWebhook(UnitOfWorkView):
         if len(body) > webhooks.MAX_BODY_BYTES:
             return error_response(413, _TOO_LARGE)
         try:
-            receipt = webhooks.receive(session, api_state().vault, body, request.headers, now=database_now(session))
+            receipt = webhooks.receive(session, secrets, body, request.headers, now=database_now(session))
         except webhooks.WebhookRefused as refusal:
             return error_response(400, f"The webhook was refused: {refusal}")
         return {"outcome": receipt.outcome, "event_type": receipt.event_type, "jobs_due": receipt.jobs_due}

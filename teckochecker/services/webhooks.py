@@ -83,18 +83,14 @@ def signing_secret_problem(value: str) -> str | None:
     return None
 
 
-def _signing_secrets(session: Session, vault: Vault) -> list[tuple[int, str]]:
+def signing_secrets(session: Session, vault: Vault) -> list[tuple[int, str]]:
+    """Every stored signing secret, decrypted: (id, value). Empty: webhooks are not accepted at all."""
     rows = session.execute(
         select(Secret.id, Secret.name, Secret.encrypted_value)
         .where(Secret.type == SecretType.OPENAI_WEBHOOK.value)
         .order_by(Secret.id)
     )
     return [(row.id, vault.decrypt(row.encrypted_value, secret_name=row.name)) for row in rows]
-
-
-def has_signing_secret(session: Session) -> bool:
-    query = select(Secret.id).where(Secret.type == SecretType.OPENAI_WEBHOOK.value).limit(1)
-    return session.scalar(query) is not None
 
 
 def verify(secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -168,9 +164,12 @@ def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
     ).rowcount
 
 
-def receive(session: Session, vault: Vault, body: bytes, headers: Mapping[str, str], *, now: datetime) -> Receipt:
-    """Verify one webhook and act on it; the caller commits. WebhookRefused for anything not validly signed."""
-    secret_id, event = verify(_signing_secrets(session, vault), body, headers)
+def receive(
+    session: Session, secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str], *, now: datetime
+) -> Receipt:
+    """Verify one webhook against `secrets` (from `signing_secrets`) and act on it; the caller commits.
+    WebhookRefused for anything not validly signed."""
+    secret_id, event = verify(secrets, body, headers)
     event_type = event.get("type")
     if not isinstance(event_type, str):
         raise WebhookRefused("the event has no type")
