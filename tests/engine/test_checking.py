@@ -271,19 +271,35 @@ def test_a_group_keeps_several_gets_in_flight_at_once_never_more_than_its_cap(wo
     assert {_job(world, job_id)[0].status for job_id in job_ids} == {JobStatus.TRIGGERING}
 
 
+def test_fast_answers_are_asked_one_after_another_without_helpers(world) -> None:
+    job_ids, token = _group(world, 12, "batch_fast")
+    meter = _InFlight(world)
+
+    outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
+
+    assert meter.most == 1
+    assert {outcome.outcome for outcome in outcomes.values()} == {"all_finished"}
+
+
 def test_a_429_in_a_group_stops_the_gets_not_yet_sent_and_keeps_the_answers_in_flight(world) -> None:
     job_ids, token = _group(world, 12, "batch_limited")
     control = world.simulator.control
-    # Every GET of the first eight is sent before the 429 comes back (after 0.5 s); the others answer later.
+    # The first answer is slow, so eight GETs go out at once; the 429 (of the first of them) comes back
+    # while the other seven are still in flight.
     control.add_fault("/v1/batches/batch_limited_*", delay=0.5)
-    control.add_fault("/v1/batches/batch_limited_[1-9]*", delay=1.0)
-    control.add_fault("/v1/batches/batch_limited_0", status=429, retry_after=30, count=1)
+    control.add_fault("/v1/batches/batch_limited_[2-9]", delay=1.0)
+    control.add_fault("/v1/batches/batch_limited_1", status=429, retry_after=30, count=1)
 
     outcomes = run_checks(world.sessions, world.vault, world.openai_client, job_ids, token)
 
-    asked, rest = job_ids[:GETS_IN_FLIGHT], job_ids[GETS_IN_FLIGHT:]
-    assert outcomes[asked[0]].outcome == "transient_error" and outcomes[asked[0]].failure.status == 429
-    assert {outcomes[job_id].outcome for job_id in asked[1:]} == {"all_finished"}, "answers in flight count"
+    first, limited, in_flight, rest = (
+        job_ids[0],
+        job_ids[1],
+        job_ids[2 : 1 + GETS_IN_FLIGHT],
+        job_ids[1 + GETS_IN_FLIGHT :],
+    )
+    assert outcomes[limited].outcome == "transient_error" and outcomes[limited].failure.status == 429
+    assert {outcomes[job_id].outcome for job_id in [first, *in_flight]} == {"all_finished"}, "answers in flight count"
     for job_id in rest:
         assert outcomes[job_id].outcome == "transient_error" and outcomes[job_id].failure.status == 429
-    assert control.counters()["requests"]["GET /v1/batches/{batch_id}"] == GETS_IN_FLIGHT
+    assert control.counters()["requests"]["GET /v1/batches/{batch_id}"] == 1 + GETS_IN_FLIGHT
