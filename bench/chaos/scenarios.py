@@ -114,6 +114,7 @@ def _run(plan: Plan, cluster: Cluster, began: float, log: Any) -> Report:
     cluster.control.configure(job_duration=1)
     cluster.add_secrets()
     job_ids = _create_jobs(plan, cluster)
+    waves_end = time.monotonic() + plan.seconds
     log(f"[{plan.name}] {len(job_ids)} jobs created through the API")
     fault_log = faults.FaultLog()
     if plan.ambiguous_each:
@@ -145,17 +146,25 @@ def _run(plan: Plan, cluster: Cluster, began: float, log: Any) -> Report:
     _outages(plan, cluster, observer, fault_log, time.monotonic())
     storm.join()
     log(f"[{plan.name}] faults done: {dict(fault_log.injected)}; waiting for every job to finish")
-    return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began)
+    return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began, waves_end)
 
 
 def _settle_and_count(
-    plan: Plan, cluster: Cluster, observer: Observer, fault_log: faults.FaultLog, job_ids: list[int], began: float
+    plan: Plan,
+    cluster: Cluster,
+    observer: Observer,
+    fault_log: faults.FaultLog,
+    job_ids: list[int],
+    began: float,
+    waves_end: float,
 ) -> Report:
-    """Wait, from the end of the faults, until every job has finished or `settle_seconds` have passed; count."""
-    deadline = time.monotonic() + plan.settle_seconds
+    """Wait until every job has finished or `settle_seconds` have passed since the faults and the batch waves
+    both ended (a fault that is set once at the start, such as a flaky OpenAI, ends before the last wave);
+    count."""
+    deadline = max(time.monotonic(), waves_end) + plan.settle_seconds
     cluster.wait_until(
         lambda: len(observer.finished()) >= len(job_ids) or time.monotonic() > deadline,
-        plan.settle_seconds + 60,
+        deadline - time.monotonic() + 60,
         "the run's deadline",
     )
     observer.stop()
@@ -298,6 +307,7 @@ def run_embedded(kills: int, *, seed: int = 20261203, keep_logs: bool = False, l
         # Twice as many jobs as kills, finishing one every 5 s: each restart (about 7 s) leaves triggers to aim at.
         plan = Plan("embedded", jobs=2 * kills, interval=1, seconds=kills * 10.0, waves=2 * kills)
         job_ids = _create_jobs(plan, cluster)
+        waves_end = time.monotonic() + plan.seconds
         observer = Observer(f"sqlite:///{workdir / 'teckochecker.db'}")
         observer.start()
         fault_log = faults.FaultLog()
@@ -314,7 +324,7 @@ def run_embedded(kills: int, *, seed: int = 20261203, keep_logs: bool = False, l
             cluster.wait_for_api()
             observer.mark("SIGKILL")
         log(f"[embedded] {kills} kills done; waiting for every job to finish")
-        return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began)
+        return _settle_and_count(plan, cluster, observer, fault_log, job_ids, began, waves_end)
     finally:
         _take_down(cluster, keep_logs, log)
 
