@@ -61,7 +61,8 @@ def activity_chart(title: str, series: ActivitySeries, label_format: str) -> Bar
         slots.append(
             Slot(
                 bars,
-                f"{utc_text(bucket.start)} – {bucket.end:%H:%M}: {bucket.checks} checks, {bucket.triggers} triggers",
+                f"{utc_text(bucket.start)} – {bucket.end:%H:%M}: {_count(bucket.checks, 'check')}, "
+                f"{_count(bucket.triggers, 'Keboola start')}",
             )
         )
     label_every = max(1, len(series.buckets) // 4)
@@ -72,3 +73,7 @@ def activity_chart(title: str, series: ActivitySeries, label_format: str) -> Bar
     ]
     summary = f"{title}: {series.checks} checks that found a change and {series.triggers} Keboola jobs started."
     return BarChart(title, summary, slots, maximum, x_labels)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

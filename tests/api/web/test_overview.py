@@ -51,7 +51,7 @@ def test_the_overview_shows_parts_counts_activity_reaction_and_attention(
     assert f"Mode {api_settings.mode}" in text
     assert "Jobs (3) active 1 paused 1 triggering 0 completed 0 completed with failures 0 failed 1" in text
     # The charts: the last bar of the hour holds both checks, a tooltip per slice says what it counted.
-    assert "2 checks, 1 triggers" in page.text
+    assert "2 checks, 1 Keboola start" in page.text and "0 checks, 0 Keboola starts" in page.text
     assert "Reaction time p50 12.0 s" in text and "Reaction time p95 12.0 s" in text
     assert "Keboola jobs started (24 h) 1" in text
     assert "Needs attention 1" in text and "Broken #3" in text and "Keboola error" in text
