@@ -16,7 +16,6 @@ from api.blueprint import Blueprint
 from api.database import UnitOfWorkView, api_state, db_session
 from api.errors import error_response
 from api.schemas import ErrorSchema, WebhookReceiptSchema
-from teckochecker.db import database_now
 from teckochecker.services import webhooks
 
 blp = Blueprint(
@@ -70,7 +69,7 @@ class OpenAIWebhook(UnitOfWorkView):
         if len(body) > webhooks.MAX_BODY_BYTES:
             return error_response(413, _TOO_LARGE)
         try:
-            receipt = webhooks.receive(session, secrets, body, request.headers, now=database_now(session))
+            receipt = webhooks.receive(session, secrets, body, request.headers)
         except webhooks.WebhookRefused as refusal:
             return error_response(400, f"The webhook was refused: {refusal}")
         return {"outcome": receipt.outcome, "event_type": receipt.event_type, "jobs_due": receipt.jobs_due}

@@ -14,7 +14,10 @@ PostgreSQL database, a Redis db, the simulator, one beat and W workers):
    simulator's webhooks at the API (without: nothing, the jobs poll);
 4. waits until the F jobs have their Keboola job, and reports, per job, the Keboola job's creation time in
    the simulator minus T (p50, p99 and max), and the same for the check that saw the batch ended (the
-   job's `triggering` event) and, with webhooks, for the API's 2xx answer to each webhook.
+   job's `triggering` event) and, with webhooks, for the API's 2xx answer to each webhook; and, per job, the
+   time from each of those stages to the next;
+5. reports the CPU seconds each process (and PostgreSQL, Redis) used from T until the last Keboola job
+   started: a burst on a small machine is bound by CPU, and this says whose.
 
 T is exact up to the control API's round trip (a millisecond or two): each finishing batch is created with a
 timeline whose terminal step is at T.
@@ -36,6 +39,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bench.engine.load import insert_jobs
+from bench.engine.sampling import cpu_snapshot
 from bench.engine.setup import CLI, Installation, batch_id, free_port
 from teckochecker.db import make_session_factory, session_scope
 from teckochecker.models import JobEvent
@@ -48,6 +52,11 @@ STAGES = {
     "delivered": "the webhook's 2xx answer",
     "checked": "the check that saw it",
     "started": "the Keboola job's start",
+}
+# The same, per job, from one stage to the next: which step a burst waits in.
+GAPS = {
+    "delivered_to_checked": ("the webhook's 2xx answer", "the check that saw it"),
+    "checked_to_started": ("the check that saw it", "the Keboola job's start"),
 }
 # Time to create the finishing batches, start the engine and insert the jobs before the first slot.
 SETUP_BUDGET_SECONDS = 45.0
@@ -102,8 +111,8 @@ def _use_webhooks(bench: Installation) -> None:
     bench.control().configure_webhooks(f"http://127.0.0.1:{port}/api/webhooks/openai", secret)
 
 
-def _reactions(bench: Installation, finish_at: float) -> list[float]:
-    """Seconds from T to each finishing job's Keboola job, once all have one (or the timeout passed)."""
+def _reactions(bench: Installation, finish_at: float) -> dict[int, float]:
+    """Per finishing job: seconds from T to its Keboola job, once all have one (or the timeout passed)."""
     args = bench.args
     wanted = {str(index) for index in range(1, args.finishing + 1)}
     deadline = finish_at + args.timeout
@@ -115,25 +124,33 @@ def _reactions(bench: Installation, finish_at: float) -> list[float]:
         time.sleep(2)
     if len(done) < len(wanted):
         bench.log(f"warning: only {len(done)}/{len(wanted)} Keboola jobs after {args.timeout:.0f}s")
-    return sorted(started[config] - finish_at for config in done)
+    # A job's configuration id is its number (bench.engine.load).
+    return {int(config): started[config] - finish_at for config in done}
 
 
-def _checked(bench: Installation, finish_at: float) -> list[float]:
-    """Seconds from T to the check that found each finishing job's batch ended (its `triggering` event)."""
+def _checked(bench: Installation, finish_at: float) -> dict[int, float]:
+    """Per finishing job: seconds from T to the check that found its batch ended (its `triggering` event)."""
     assert bench.engine is not None
-    query = select(JobEvent.created_at).where(JobEvent.kind == "triggering", JobEvent.job_id <= bench.args.finishing)
+    query = select(JobEvent.job_id, JobEvent.created_at).where(
+        JobEvent.kind == "triggering", JobEvent.job_id <= bench.args.finishing
+    )
     with bench.engine.connect() as connection:
-        return sorted(moment.timestamp() - finish_at for moment in connection.execute(query).scalars())
+        return {job_id: moment.timestamp() - finish_at for job_id, moment in connection.execute(query)}
 
 
-def _delivered(bench: Installation, finish_at: float) -> list[float]:
-    """Seconds from T to each webhook's first 2xx answer from the API (webhooks mode)."""
-    answered = []
+def _delivered(bench: Installation, finish_at: float) -> dict[int, float]:
+    """Per finishing job: seconds from T to its webhook's first 2xx answer from the API (webhooks mode)."""
+    job_of = {batch_id(index): index for index in range(1, bench.args.finishing + 1)}
+    answered = {}
     for delivery in bench.control().webhooks()["deliveries"]:
         times = [attempt["at"] for attempt in delivery["attempts"] if 200 <= attempt.get("status", 0) < 300]
-        if times:
-            answered.append(times[0] - finish_at)
-    return sorted(answered)
+        if times and delivery["batch_id"] in job_of:
+            answered[job_of[delivery["batch_id"]]] = times[0] - finish_at
+    return answered
+
+
+def _gaps(later: dict[int, float], earlier: dict[int, float]) -> list[float]:
+    return sorted(later[job] - earlier[job] for job in later.keys() & earlier.keys())
 
 
 def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
@@ -154,12 +171,21 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         if time.time() + args.interval > finish_at:
             bench.log("warning: the setup took longer than planned; some jobs had no check before T")
         time.sleep(max(0.0, finish_at - time.time()))
+        cpu_at_finish = cpu_snapshot(bench)
         bench.log(f"{args.finishing} batches finished; waiting for their Keboola jobs")
+        started = _reactions(bench, finish_at)
+        cpu = _cpu_used(cpu_at_finish, cpu_snapshot(bench))
+        checked, delivered = _checked(bench, finish_at), _delivered(bench, finish_at)
         result = {
             "mode": mode,
-            "started": _summary(_reactions(bench, finish_at)),
-            "checked": _summary(_checked(bench, finish_at)),
-            "delivered": _summary(_delivered(bench, finish_at)),
+            "cpu_seconds": cpu,
+            "started": _summary(sorted(started.values())),
+            "checked": _summary(sorted(checked.values())),
+            "delivered": _summary(sorted(delivered.values())),
+            "delivered_to_checked": _summary(_gaps(checked, delivered)),
+            "checked_to_started": _summary(_gaps(started, checked)),
+            # Per job, seconds from T to each stage: for finding what the slowest jobs waited for.
+            "jobs": {job: [delivered.get(job), checked.get(job), started.get(job)] for job in sorted(started)},
         }
         for what in STAGES:
             figures = result[what]
@@ -167,9 +193,16 @@ def run_mode(args: argparse.Namespace, mode: str) -> dict[str, Any]:
                 f"{mode}: {figures['count']} jobs {what}; from the batch's end p50 {figures['p50']:.2f} s, "
                 f"p99 {figures['p99']:.2f} s, max {figures['max']:.2f} s"
             )
+        bench.log(f"{mode}: CPU seconds from T to the last start (polled every 2 s): {result['cpu_seconds']}")
         return result
     finally:
         bench.cleanup()
+
+
+def _cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    used = {name: round(after[name] - before[name], 1) for name in before if not name.startswith("_")}
+    used["wall"] = round(after["_wall"] - before["_wall"], 1)
+    return used
 
 
 def _summary(seconds: list[float]) -> dict[str, Any]:
@@ -194,6 +227,16 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"| {result['mode']} | {label} | {figures['count']} | {figures['p50']:.2f} s | "
                   f"{figures['p99']:.2f} s | {figures['max']:.2f} s |")  # fmt: skip
+    print("\n| mode | from | to | jobs | p50 | p99 | max |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for result in results:
+        for what, (start, end) in GAPS.items():
+            figures = result[what]
+            if figures["count"]:
+                print(f"| {result['mode']} | {start} | {end} | {figures['count']} | {figures['p50']:.2f} s | "
+                      f"{figures['p99']:.2f} s | {figures['max']:.2f} s |")  # fmt: skip
+    for result in results:
+        print(f"CPU seconds, {result['mode']}, from T to the last start: {result['cpu_seconds']}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)

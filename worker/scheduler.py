@@ -1,5 +1,9 @@
 """Beat's scheduler: every second, claim due jobs in the database and send them to the workers.
 
+On PostgreSQL it also claims at once when a webhook or a check announces jobs due now (see
+teckochecker.engine.wakeups), at most once per WAKEUP_GAP_SECONDS, so a burst of announcements is claimed
+in a few large batches rather than one claim per announcement.
+
 Jobs travel in groups that share one lease token, one task per group: checks of one OpenAI key (up to
 CHECK_GROUP_SIZE, or a whole list sweep), and starts and follows of Keboola jobs of one Keboola token.
 
@@ -32,6 +36,7 @@ from teckochecker.engine.scheduling import (
     group_claims,
 )
 from teckochecker.engine.sweeping import refresh_sweep_modes
+from teckochecker.engine.wakeups import DueListener
 from teckochecker.services.stats import jobs_by_status
 from worker import metrics
 from worker.notification_beat import NotificationBeat
@@ -40,6 +45,7 @@ from worker.tasks import EngineTask, send_dispatch
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
+WAKEUP_GAP_SECONDS = 0.05
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
 # Back-pressure, in messages: beat claims nothing for a queue while this many messages wait in it, and other
@@ -60,6 +66,8 @@ class DispatchScheduler(Scheduler):
         metrics.serve_metrics(self.app.settings, "beat")
         self._next_census = 0.0
         self._next_dispatch = 0.0
+        self._last_dispatch = 0.0
+        self._wakeups = DueListener.for_engine(self.runtime.engine)
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
@@ -72,13 +80,32 @@ class DispatchScheduler(Scheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)
         if time.monotonic() >= self._next_dispatch:
+            self._last_dispatch = time.monotonic()
             more_due = self.dispatch()
             # A full batch means more jobs are due: go again at once instead of waiting a second.
             self._next_dispatch = time.monotonic() + (0.0 if more_due else DISPATCH_EVERY_SECONDS)
         self._log_summary()
         self._count_jobs()
         self._notifications.tick(self.app, self.runtime)
-        return max(0.0, min(wait, self._next_dispatch - time.monotonic()))
+        return self._pause(wait)
+
+    def _pause(self, wait: float) -> float:
+        """How long beat sleeps before its next tick. With a listener, the sleep is spent listening: an
+        announcement brings the next claim forward (keeping WAKEUP_GAP_SECONDS after the last one)."""
+        started = time.monotonic()
+        pause = max(0.0, min(wait, self._next_dispatch - started))
+        if self._wakeups is None or pause <= 0.0:
+            return pause
+        if self._wakeups.wait(pause):
+            soonest = max(time.monotonic(), self._last_dispatch + WAKEUP_GAP_SECONDS)
+            self._next_dispatch = min(self._next_dispatch, soonest)
+        listened = time.monotonic() - started
+        return max(0.0, min(wait - listened, self._next_dispatch - time.monotonic()))
+
+    def close(self) -> None:
+        if self._wakeups is not None:
+            self._wakeups.close()
+        super().close()
 
     def _room_in_queues(self) -> dict[str, int]:
         """How many more messages each queue may take: back-pressure, so a backlog never outgrows the workers.

@@ -99,6 +99,8 @@ def engine_pids(bench: Installation) -> dict[str, int]:
     pids = {name: bench.processes[name].pid for name in bench.worker_names}
     pids["beat"] = bench.processes["beat"].pid
     pids["simulator"] = bench.processes["simulator"].pid
+    if "api" in bench.processes:
+        pids["api"] = bench.processes["api"].pid
     pids["bench"] = os.getpid()
     return pids
 

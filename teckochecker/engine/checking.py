@@ -34,6 +34,7 @@ from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.engine.scheduling import plan_next_check
 from teckochecker.engine.sweeping import SWEEP_MIN_WANTED, SweepResult, record_sweep, sweep
+from teckochecker.engine.wakeups import announce_due
 from teckochecker.logs import log_context
 from teckochecker.models import (
     BATCH_NOT_FOUND,
@@ -59,6 +60,8 @@ GETS_IN_FLIGHT = 8
 # GETs to other threads costs more CPU than it saves time. Not lower: on a saturated machine even a 0 ms
 # answer can take 50 ms, and helpers starting then made the 0 ms ceiling bench lose a third of its rate.
 SLOW_ANSWER_SECONDS = 0.3
+# How often a running sweep looks for jobs of its group that a webhook hinted meanwhile, and hands them back.
+HINTS_LOOKED_FOR_EVERY_SECONDS = 0.5
 # A 429 without Retry-After pauses the key for the fleet this long.
 DEFAULT_429_PAUSE_SECONDS = 5.0
 
@@ -293,7 +296,7 @@ def run_checks(
         held = leases.renew(session, job_ids, token, now=now, status=JobStatus.ACTIVE.value)
         keys = _read_work(session, held, now) if held else []
     outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
-    lease = _LeaseKeeper(sessions, token, {job_id for key in keys for job_id in key.pending})
+    lease = _LeaseKeeper(sessions, token, {job_id for key in keys for job_id in key.pending}, read_at=now)
     for key in keys:
         _refresh(sessions, vault, openai_client, key, lease, budget, stats)
     if not lease.ours:
@@ -316,6 +319,9 @@ def run_checks(
         _save(session, jobs)
         for key in keys:
             _remember(session, key, now)
+        if any(job.next_check_at is not None and job.next_check_at <= now for job in jobs):
+            # A job that moved to `triggering`, or that a webhook hinted again while OpenAI answered.
+            announce_due(session)
     return outcomes
 
 
@@ -335,22 +341,37 @@ def _read_work(session: Session, job_ids: Collection[int], now: datetime) -> lis
 
 
 class _LeaseKeeper:
-    """Renews the group's leases as time passes during the calls; knows which jobs are still ours."""
+    """Renews the group's leases as time passes during the calls; knows which jobs are still ours.
 
-    def __init__(self, sessions: sessionmaker[Session], token: str, job_ids: set[int]) -> None:
+    During a sweep it also hands back, now and then, the jobs a webhook hinted after the group's work was read:
+    a sweep of a whole window can take many seconds, and a hinted job is checked at once on its own instead.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], token: str, job_ids: set[int], read_at: datetime) -> None:
         self.sessions = sessions
         self.token = token
         self.ours = job_ids
-        self._renewed_at = time.monotonic()
+        self.read_at = read_at
+        self._renewed_at = self._looked_at = time.monotonic()
 
-    def keep(self) -> bool:
+    def keep(self, *, sweeping: bool = False) -> bool:
         """Renew if a third of the lease has passed; False once no job of the group is ours any more."""
         if time.monotonic() - self._renewed_at > leases.RUN_LEASE.total_seconds() / 3:
             with session_scope(self.sessions) as session:
                 now = database_now(session)
                 self.ours = leases.renew(session, self.ours, self.token, now=now, status=JobStatus.ACTIVE.value)
             self._renewed_at = time.monotonic()
+        if sweeping and time.monotonic() - self._looked_at > HINTS_LOOKED_FOR_EVERY_SECONDS:
+            self._hand_back_hinted()
         return bool(self.ours)
+
+    def _hand_back_hinted(self) -> None:
+        with session_scope(self.sessions) as session:
+            handed = leases.hand_back_hinted(session, self.ours, self.token, since=self.read_at)
+            if handed:
+                announce_due(session)
+        self.ours -= handed
+        self._looked_at = time.monotonic()
 
 
 class _Spender:
@@ -360,8 +381,8 @@ class _Spender:
         self.sessions, self.key, self.lease, self.budget = sessions, key, lease, budget
         self._granted = 0
 
-    def spend(self, planned: int = 1) -> bool:
-        if not self.lease.keep():
+    def spend(self, planned: int = 1, *, sweeping: bool = False) -> bool:
+        if not self.lease.keep(sweeping=sweeping):
             return False
         if self._granted == 0:
             if self.budget.per_minute is None and self.key.blocked_until is None:
@@ -395,6 +416,8 @@ def _refresh(
     spender = _Spender(sessions, key, lease, budget)
     if key.sweep_mode and not key.all_hinted() and len(wanted) >= SWEEP_MIN_WANTED:
         _sweep(client, key, spender, stats)
+        # Jobs handed back during the sweep are no longer ours: their batches are not asked for here.
+        key.pending = {job_id: batch_ids for job_id, batch_ids in key.pending.items() if job_id in lease.ours}
     if not _stopped_by(key):
         _single_gets(client, key, spender, stats)
     for batch_id in key.unasked():
@@ -406,7 +429,9 @@ def _sweep(client: OpenAIBatchClient, key: _KeyWork, spender: _Spender, stats: R
     created = [key.created_at.get(batch_id) for batch_id in wanted]
     oldest = None if any(value is None for value in created) else min(created)  # type: ignore[type-var]
     started = time.monotonic()
-    result = sweep(lambda after: client.list_batches(after=after), wanted, oldest, spend=spender.spend)
+    result = sweep(
+        lambda after: client.list_batches(after=after), wanted, oldest, spend=lambda: spender.spend(sweeping=True)
+    )
     key.sweep, key.sweep_seconds = result, time.monotonic() - started
     key.observed.update(result.found)
     stats.requests["list"] += result.pages

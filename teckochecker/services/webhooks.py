@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from teckochecker.db import utcnow
+from teckochecker.engine.wakeups import announcement
 from teckochecker.errors import TeckoError
 from teckochecker.models import (
     BATCH_TERMINAL_STATUSES,
@@ -46,6 +49,9 @@ REMEMBER_DELIVERIES = timedelta(hours=24)
 SIGNING_SECRET_PREFIX = "whsec_"
 SIGNING_SECRET_MIN_BYTES = 16
 WEBHOOK_ID_MAX_LENGTH = 255
+
+# A moment: a time from Python (SQLite) or the database's clock as an SQL expression (PostgreSQL).
+Moment = datetime | ColumnElement[Any]
 
 _jobs = PollingJob.__table__
 _batches = JobBatch.__table__
@@ -120,16 +126,15 @@ def verify(secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, st
     raise WebhookRefused(reason)
 
 
-def _insert_delivery(session: Session, webhook_id: str, event_type: str, secret_id: int, now: datetime) -> bool:
-    """Record the delivery; False when its id was recorded before (a replay). Atomic under concurrency."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (
+def _delivery_insert(dialect: str, webhook_id: str, event_type: str, secret_id: int, now: Moment) -> Any:
+    """Record the delivery, returning its id only when it was not recorded before. Atomic under concurrency."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
         insert(_deliveries)
         .values(webhook_id=webhook_id, event_type=event_type[:64], received_at=now, secret_id=secret_id)
         .on_conflict_do_nothing(index_elements=["webhook_id"])
         .returning(_deliveries.c.webhook_id)
     )
-    return session.execute(statement).first() is not None
 
 
 def forget_old_deliveries(session: Session, now: datetime) -> int:
@@ -144,42 +149,69 @@ def forget_old_deliveries(session: Session, now: datetime) -> int:
     ).rowcount
 
 
-def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
-    """Make every active job that watches `batch_id`, still unfinished in our records, due now and hinted;
-    returns how many.
-
-    One UPDATE on the batch-id index. A job already due keeps its earlier time. The hint makes the engine
-    check the job on its own, and again after a check that was already running when the webhook came.
-    """
+def _mark_due(batch_id: str, now: Moment) -> Any:
+    """The UPDATE that makes every active job watching `batch_id`, still unfinished in our records, due now
+    and hinted. One UPDATE on the batch-id index; a job already due keeps its earlier time. The hint makes the
+    engine check the job on its own, and again after a check that was already running when the webhook came."""
     watching = (
         select(_batches.c.job_id)
         .where(_batches.c.batch_id == batch_id, _batches.c.status.not_in(list(BATCH_TERMINAL_STATUSES)))
         .scalar_subquery()
     )
     due = case((_jobs.c.next_check_at.is_not(None) & (_jobs.c.next_check_at < now), _jobs.c.next_check_at), else_=now)
-    return session.execute(
+    return (
         update(_jobs)
         .where(_jobs.c.id.in_(watching), _jobs.c.status == JobStatus.ACTIVE.value)
         .values(next_check_at=due, hinted_at=now)
-    ).rowcount
+    )
 
 
-def receive(
-    session: Session, secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str], *, now: datetime
-) -> Receipt:
+def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
+    """Make the active jobs that watch `batch_id` due now and hinted (see `_mark_due`); returns how many."""
+    return session.execute(_mark_due(batch_id, now)).rowcount
+
+
+def _record(session: Session, webhook_id: str, event_type: str, secret_id: int, batch_id: str | None) -> int | None:
+    """Record the delivery and, for a batch event, mark the jobs watching the batch due and announce them to
+    the dispatcher. None for a replay (nothing changed), else how many jobs are due.
+
+    On PostgreSQL this is one statement at the database's clock: the insert, the update guarded by the
+    insert having happened, and the announcement when jobs became due. SQLite takes them one by one."""
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        now = utcnow()
+        if session.execute(_delivery_insert(dialect, webhook_id, event_type, secret_id, now)).first() is None:
+            return None
+        return mark_batch_jobs_due(session, batch_id, now) if batch_id is not None else 0
+    now = func.statement_timestamp()
+    delivery = _delivery_insert(dialect, webhook_id, event_type, secret_id, now).cte("delivery")
+    recorded = select(func.count()).select_from(delivery).scalar_subquery()
+    if batch_id is None:
+        return 0 if session.execute(select(recorded)).scalar_one() else None
+    marked = _mark_due(batch_id, now).where(exists(select(delivery.c.webhook_id))).returning(_jobs.c.id).cte("marked")
+    due = select(func.count()).select_from(marked).scalar_subquery()
+    announced = select(announcement()).select_from(marked).limit(1).scalar_subquery()
+    row = session.execute(select(recorded, due, announced)).one()
+    return row[1] if row[0] else None
+
+
+def receive(session: Session, secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str]) -> Receipt:
     """Verify one webhook against `secrets` (from `signing_secrets`) and act on it; the caller commits.
     WebhookRefused for anything not validly signed."""
     secret_id, event = verify(secrets, body, headers)
     event_type = event.get("type")
     if not isinstance(event_type, str):
         raise WebhookRefused("the event has no type")
-    if not _insert_delivery(session, headers["webhook-id"], event_type, secret_id, now):
-        return Receipt(Outcome.REPLAY, event_type)
     data = event.get("data")
     batch_id = data.get("id") if isinstance(data, dict) else None
     if event_type not in BATCH_EVENTS or not isinstance(batch_id, str):
+        batch_id = None
+    jobs_due = _record(session, headers["webhook-id"], event_type, secret_id, batch_id)
+    if jobs_due is None:
+        return Receipt(Outcome.REPLAY, event_type)
+    if batch_id is None:
         return Receipt(Outcome.IGNORED, event_type)
-    return Receipt(Outcome.MARKED_DUE, event_type, mark_batch_jobs_due(session, batch_id, now))
+    return Receipt(Outcome.MARKED_DUE, event_type, jobs_due)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 import requests
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from teckochecker.config import Settings
 from teckochecker.db import utcnow
+from teckochecker.engine.wakeups import DueListener
 from teckochecker.models import PollingJob, WebhookDelivery
 from teckochecker.services.jobs import JobDraft, create_job, pause_job
 from teckochecker.services.secrets import add_secret
@@ -104,6 +105,28 @@ def test_unknown_batches_and_other_event_types_are_acknowledged_and_ignored(
     other = _post(anonymous, signed(signing_secret, {**batch_event("batch_mine"), "type": "response.completed"}))
     assert other.status_code == 200 and other.json["outcome"] == "ignored"
     assert _next_check(session, job) > utcnow() + FAR / 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_only_a_first_delivery_that_makes_jobs_due_wakes_the_dispatcher(
+    anonymous: FlaskClient, engine: Engine, session: Session, settings: Settings, vault: Vault, signing_secret: str
+) -> None:
+    """On PostgreSQL (SQLite announces nothing: beat claims on its tick)."""
+    listener = DueListener.for_engine(engine)
+    assert listener is not None
+    try:
+        _job(session, settings, vault, ["batch_watched"])
+        listener.wait(0)  # listening from here on
+        assert _post(anonymous, signed(signing_secret, batch_event("batch_nobody_watches"))).status_code == 200
+        assert listener.wait(0.5) is False, "no job became due"
+
+        delivery = signed(signing_secret, batch_event("batch_watched"))
+        assert _post(anonymous, delivery).json["jobs_due"] == 1
+        assert listener.wait(10) is True, "the job is due now: beat should claim it without waiting for its tick"
+        assert _post(anonymous, delivery).json["outcome"] == "replay"
+        assert listener.wait(0.5) is False, "a replay changes nothing and wakes nobody"
+    finally:
+        listener.close()
 
 
 @pytest.mark.parametrize(

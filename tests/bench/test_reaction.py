@@ -32,4 +32,10 @@ def test_a_small_webhook_run_reports_every_finishing_job_at_every_stage(tmp_path
         assert result[stage]["count"] == 10, (stage, result)
         # Nothing is counted before the batches finished.
         assert result[stage]["p50"] >= 0, (stage, result)
+    # Per job, the time from one stage to the next (a check may even beat the webhook's answer to the sender).
+    for gap in ("delivered_to_checked", "checked_to_started"):
+        assert result[gap]["count"] == 10, (gap, result)
+    # Whose CPU the burst used, from T until the last Keboola job.
+    assert {"api", "simulator", "beat", "postgres"} <= result["cpu_seconds"].keys()
     assert "| webhooks | the Keboola job's start | 10 |" in run.stdout
+    assert "| webhooks | the check that saw it | the Keboola job's start | 10 |" in run.stdout

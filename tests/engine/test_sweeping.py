@@ -419,3 +419,33 @@ def test_a_sweep_whose_job_is_hinted_after_the_claim_still_sweeps_and_answers_th
     assert _requests(world) == {LIST: 2, GET: 0}
     hinted = _job(world, job_ids[7])
     assert hinted.status == JobStatus.TRIGGERING and hinted.hinted_at is None
+
+
+def test_a_job_hinted_while_its_sweep_pages_is_handed_back_and_due_at_once(world) -> None:
+    """A sweep of a whole window takes seconds at real latencies; a webhook for one of its jobs must not wait
+    for the last page. The sweep hands that job back (free, due now, still hinted) and concludes the rest."""
+    batch_ids = [f"batch_paged_{n:03d}" for n in range(450)]
+    world.simulator.control.create_batches(
+        [
+            {"id": b, "final_status": "completed" if n == 0 else "in_progress", "duration": 0}
+            for n, b in enumerate(batch_ids)
+        ]
+    )
+    job_ids = _add_jobs(world, batch_ids)
+    _sweep_mode(world)
+    [dispatch] = group_claims(_claim_checks(world))
+    # Five pages of 100, each answered in 0.3 s: the hint comes while the sweep is on its way.
+    world.simulator.control.add_fault("/v1/batches", method="GET", delay=0.3)
+    hint = threading.Timer(0.4, _hint, args=(world, "batch_paged_000"))
+    hint.start()
+
+    outcomes = run_checks(world.sessions, world.vault, world.openai_client, dispatch.job_ids, dispatch.lease_token)
+    hint.join()
+    handed_back = _job(world, job_ids[0])
+    assert outcomes[job_ids[0]].outcome == "skipped", "the sweep no longer speaks for it"
+    assert handed_back.status == JobStatus.ACTIVE and handed_back.lease_token is None
+    assert handed_back.hinted_at is not None and handed_back.next_check_at <= utcnow()
+    assert [claim.job_id for claim in _claim_checks(world)] == [job_ids[0]], "beat hands it out at once, alone"
+    # Everyone else was concluded by the sweep, and none of its batches was asked for one by one.
+    assert all(outcomes[job_id].outcome == "checked" for job_id in job_ids[1:])
+    assert _requests(world) == {LIST: 5, GET: 0}
