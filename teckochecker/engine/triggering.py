@@ -14,6 +14,7 @@ is a scheduled state check (beat hands the job out again when it is due), never 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, b
 from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
 from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.fanout import run_in_parallel
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobBatch, JobStatus, PollingJob, Secret
 from teckochecker.services.events import record_events
@@ -40,6 +42,8 @@ SEARCH_SETTLE_TIME = timedelta(seconds=20)
 # Look this far before our own attempt, so clock skew between us and Keboola cannot hide our job.
 SEARCH_CLOCK_MARGIN = timedelta(minutes=5)
 FOLLOW_INTERVAL_MAX_SECONDS = 30
+# Keboola jobs of one group started at once, each its own call (the group is up to START_GROUP_SIZE jobs).
+STARTS_IN_FLIGHT = 8
 KEBOOLA_SUCCESS = "success"
 
 _jobs = PollingJob.__table__
@@ -207,6 +211,8 @@ class _Group:
         self._now = now
         self._renewed_at = time.monotonic()
         self._clients: dict[tuple[str, str], KeboolaQueueClient] = {}
+        # A group's starts run in several threads: they share the clients and the lease renewal.
+        self._lock = threading.Lock()
         self.ours: set[int] = set()
 
     def now(self) -> datetime:
@@ -215,18 +221,20 @@ class _Group:
 
     def client(self, trigger: _Trigger) -> KeboolaQueueClient:
         key = (trigger.encrypted_token, trigger.stack_url)
-        if key not in self._clients:
-            token = self.vault.decrypt(trigger.encrypted_token, secret_name=trigger.secret)
-            self._clients[key] = self.factory(token, trigger.stack_url)
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                token = self.vault.decrypt(trigger.encrypted_token, secret_name=trigger.secret)
+                self._clients[key] = self.factory(token, trigger.stack_url)
+            return self._clients[key]
 
     def still_ours(self, job_id: int) -> bool:
-        if time.monotonic() - self._renewed_at > leases.RUN_LEASE.total_seconds() / 3:
-            with session_scope(self.sessions) as session:
-                now = database_now(session)
-                self.ours = leases.renew(session, self.ours, self.lease_token, now=now, status=_TRIGGERING)
-            self._renewed_at = time.monotonic()
-        return job_id in self.ours
+        with self._lock:
+            if time.monotonic() - self._renewed_at > leases.RUN_LEASE.total_seconds() / 3:
+                with session_scope(self.sessions) as session:
+                    now = database_now(session)
+                    self.ours = leases.renew(session, self.ours, self.lease_token, now=now, status=_TRIGGERING)
+                self._renewed_at = time.monotonic()
+            return job_id in self.ours
 
 
 _TRIGGERING = JobStatus.TRIGGERING.value
@@ -251,11 +259,23 @@ def run_starts(
             session.execute(_MARK_ATTEMPTED, {"job_ids": fresh, "token": lease_token, "now": now})
     group = _Group(sessions, vault, keboola_client, lease_token, now)
     group.ours = set(held)
-    for trigger in triggers:
-        if group.still_ours(trigger.job_id):
-            _start(group, trigger)
-        else:
-            trigger.outcome = Outcome.SKIPPED
+    waiting = iter(triggers)
+    taking = threading.Lock()
+
+    def start_until_done() -> None:
+        while True:
+            with taking:
+                trigger = next(waiting, None)
+            if trigger is None:
+                return
+            if group.still_ours(trigger.job_id):
+                _start(group, trigger)
+            else:
+                trigger.outcome = Outcome.SKIPPED
+
+    # Each start is its own call to Keboola (and, after an unknown outcome, a search first): in a burst, the
+    # last job of a group one after another would wait for all the starts before it.
+    run_in_parallel(start_until_done, min(STARTS_IN_FLIGHT, len(triggers)))
     _finish(sessions, held, triggers, lease_token, _conclude_start, outcomes)
     return outcomes
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from teckochecker.config import Settings
 from teckochecker.db import utcnow
 from teckochecker.engine import leases
+from teckochecker.engine.wakeups import announce_due
 from teckochecker.errors import ConflictError, NotFoundError, ValidationError
 from teckochecker.models import MAX_ID, JobBatch, JobStatus, PollingJob, Secret, SecretType
 from teckochecker.services.events import record_event
@@ -203,6 +204,7 @@ def create_job(session: Session, settings: Settings, draft: JobDraft, *, now: da
     session.flush()
     record_event(session, job, "created", f"Job created watching {len(batch_ids)} batch(es) every {interval} seconds")
     session.flush()
+    announce_due(session)
     return job
 
 
@@ -265,12 +267,14 @@ def pause_job(session: Session, job: PollingJob) -> PollingJob:
 
 
 def check_now(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
-    """Make an active job due now, so beat hands it to a worker at its next tick (within about a second)."""
+    """Make an active job due now: beat hands it to a worker as soon as this commits (PostgreSQL), or at its
+    next tick (within a second, SQLite)."""
     if job.status != JobStatus.ACTIVE:
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be checked")
     job.next_check_at = now or utcnow()
     record_event(session, job, "check_requested", "Check requested now")
     session.flush()
+    announce_due(session)
     return job
 
 
@@ -291,6 +295,7 @@ def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None
         job.last_error = None
     record_event(session, job, "resumed", f"Job resumed (was {previous})")
     session.flush()
+    announce_due(session)
     return job
 
 
@@ -368,4 +373,5 @@ def retry_job(session: Session, job: PollingJob, *, now: datetime | None = None)
     job.last_error = None
     record_event(session, job, "retried", "Keboola trigger re-armed")
     session.flush()
+    announce_due(session)
     return job

@@ -1,4 +1,5 @@
 import json
+import threading
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -7,7 +8,7 @@ from teckochecker.clients.keboola_queue import batch_variables
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.checking import run_checks
 from teckochecker.engine.scheduling import FOLLOW, START, claim_due_jobs
-from teckochecker.engine.triggering import give_up_trigger, run_follows, run_starts
+from teckochecker.engine.triggering import STARTS_IN_FLIGHT, give_up_trigger, run_follows, run_starts
 from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, retry_job
 from tests.engine.conftest import KEBOOLA_TOKEN
@@ -219,3 +220,55 @@ def test_a_bad_stack_url_in_the_database_is_refused_at_use_time_and_never_sent(w
     assert f"job update {job_id} --keboola-stack" in job.last_error
     assert connection_recorder.first_lines == []
     assert world.simulator.control.keboola_jobs() == []
+
+
+def test_a_group_starts_its_keboola_jobs_several_at_once_never_more_than_its_cap(world) -> None:
+    """In a burst, a group's last job does not wait for every start before it: up to eight calls at once."""
+    control = world.simulator.control
+    batch_ids = [f"batch_burst_{n}" for n in range(12)]
+    control.create_batches([{"id": b, "final_status": "completed", "duration": 0} for b in batch_ids])
+    job_ids = [
+        world.create_job([batch_id], keboola_configuration_id=f"burst-{n}") for n, batch_id in enumerate(batch_ids)
+    ]
+    with session_scope(world.sessions) as session:
+        check_token = claim_due_jobs(session, now=utcnow())[0].lease_token
+        session.execute(update(PollingJob).values(lease_token=check_token))
+    run_checks(world.sessions, world.vault, world.openai_client, job_ids, check_token)
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=utcnow())
+        session.execute(update(PollingJob).values(lease_token=claims[0].lease_token))
+    control.add_fault("/jobs", method="POST", delay=0.5)
+    meter = _StartsInFlight(world)
+
+    outcomes = run_starts(world.sessions, world.vault, meter.client, job_ids, claims[0].lease_token)
+
+    assert meter.most == STARTS_IN_FLIGHT
+    assert {outcome.outcome for outcome in outcomes.values()} == {"started"}
+    started = {job["body"]["config"] for job in control.keboola_jobs()}
+    assert started == {f"burst-{n}" for n in range(12)}, "each job started exactly once"
+
+
+class _StartsInFlight:
+    """Wraps the real Keboola client (over the simulator's socket) to count its starts in flight at once."""
+
+    def __init__(self, world) -> None:
+        self.world, self.now, self.most, self._lock = world, 0, 0, threading.Lock()
+
+    def client(self, token: str, stack_url: str):
+        real, meter = self.world.keboola_client(token, stack_url), self
+
+        class Metered:
+            def __getattr__(self, name: str):
+                return getattr(real, name)
+
+            def start_job(self, *args, **kwargs):
+                with meter._lock:
+                    meter.now += 1
+                    meter.most = max(meter.most, meter.now)
+                try:
+                    return real.start_job(*args, **kwargs)
+                finally:
+                    with meter._lock:
+                        meter.now -= 1
+
+        return Metered()

@@ -13,6 +13,7 @@ from teckochecker.db import make_engine, make_session_factory, session_scope, ut
 from teckochecker.engine.checking import run_checks
 from teckochecker.engine.scheduling import claim_due_jobs
 from teckochecker.engine.wakeups import DueListener, announce_due
+from teckochecker.services.jobs import check_now, get_job, pause_job, resume_job
 from tests.api.conftest import free_port
 
 # Far longer than any wake-up takes: a listener that returns True before it was woken for nothing.
@@ -96,3 +97,15 @@ def test_a_check_that_finds_every_batch_finished_announces_the_trigger(world, en
 
     run_checks(world.sessions, world.vault, world.openai_client, [done], claims[done])
     assert listener.wait(PATIENCE_SECONDS) is True, "the job in `triggering` is due now: beat should not wait"
+
+
+@ON_POSTGRESQL
+def test_what_a_user_makes_due_now_wakes_the_dispatcher(world, engine: Engine, listener: DueListener) -> None:
+    listener.wait(0)
+    job_id = world.create_job(["batch_user"])
+    assert listener.wait(PATIENCE_SECONDS) is True, "a new job is checked at once"
+    for action in (pause_job, resume_job, check_now):
+        with session_scope(world.sessions) as session:
+            action(session, get_job(session, job_id))
+        woken = listener.wait(0.5 if action is pause_job else PATIENCE_SECONDS)
+        assert woken is (action is not pause_job), action.__name__
