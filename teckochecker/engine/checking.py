@@ -177,8 +177,8 @@ class _KeyWork:
 
     def all_hinted(self) -> bool:
         """Webhooks pointed at every one of these jobs: beat handed them out as an ordinary group, to be asked
-        about directly. A sweep's group in which a few jobs were hinted after its claim still sweeps: its
-        pages cover those batches too, and one GET per batch of a whole window would take minutes."""
+        about directly. A sweep's group in which a few jobs were hinted after its claim still sweeps for the
+        others (one GET per batch of a whole window would take minutes) and hands the hinted ones back."""
         return all(hint is not None for hint in self.hints.values())
 
     def unasked(self) -> list[str]:
@@ -296,7 +296,7 @@ def run_checks(
         held = leases.renew(session, job_ids, token, now=now, status=JobStatus.ACTIVE.value)
         keys = _read_work(session, held, now) if held else []
     outcomes = dict.fromkeys(job_ids, SKIPPED_OUTCOME)
-    lease = _LeaseKeeper(sessions, token, {job_id for key in keys for job_id in key.pending}, read_at=now)
+    lease = _LeaseKeeper(sessions, token, {job_id for key in keys for job_id in key.pending})
     for key in keys:
         _refresh(sessions, vault, openai_client, key, lease, budget, stats)
     if not lease.ours:
@@ -343,16 +343,17 @@ def _read_work(session: Session, job_ids: Collection[int], now: datetime) -> lis
 class _LeaseKeeper:
     """Renews the group's leases as time passes during the calls; knows which jobs are still ours.
 
-    During a sweep it also hands back, now and then, the jobs a webhook hinted after the group's work was read:
-    a sweep of a whole window can take many seconds, and a hinted job is checked at once on its own instead.
+    During a sweep it also hands back the jobs a webhook hinted since beat claimed them, before the first page
+    and then now and then: a sweep of a whole window can take many seconds, and a hinted job is checked at
+    once on its own instead.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], token: str, job_ids: set[int], read_at: datetime) -> None:
+    def __init__(self, sessions: sessionmaker[Session], token: str, job_ids: set[int]) -> None:
         self.sessions = sessions
         self.token = token
         self.ours = job_ids
-        self.read_at = read_at
-        self._renewed_at = self._looked_at = time.monotonic()
+        self._renewed_at = time.monotonic()
+        self._looked_at: float | None = None
 
     def keep(self, *, sweeping: bool = False) -> bool:
         """Renew if a third of the lease has passed; False once no job of the group is ours any more."""
@@ -361,13 +362,15 @@ class _LeaseKeeper:
                 now = database_now(session)
                 self.ours = leases.renew(session, self.ours, self.token, now=now, status=JobStatus.ACTIVE.value)
             self._renewed_at = time.monotonic()
-        if sweeping and time.monotonic() - self._looked_at > HINTS_LOOKED_FOR_EVERY_SECONDS:
+        if sweeping and (
+            self._looked_at is None or time.monotonic() - self._looked_at > HINTS_LOOKED_FOR_EVERY_SECONDS
+        ):
             self._hand_back_hinted()
         return bool(self.ours)
 
     def _hand_back_hinted(self) -> None:
         with session_scope(self.sessions) as session:
-            handed = leases.hand_back_hinted(session, self.ours, self.token, since=self.read_at)
+            handed = leases.hand_back_hinted(session, self.ours, self.token)
             if handed:
                 announce_due(session)
         self.ours -= handed
