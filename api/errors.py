@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from flask import Flask, Response, jsonify, request
 from flask_smorest import Api, Blueprint
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from api.schemas import ErrorSchema
@@ -84,7 +85,7 @@ _DOCUMENTED = {
         },
     ),
     503: (
-        "The server is not set up for this request (e.g. SECRET_KEY is missing) or the database is down.",
+        "The server is not set up for this request (e.g. SECRET_KEY is missing), or the database is down or busy.",
         {"code": 503, "status": "Service Unavailable", "message": "SECRET_KEY: is not set. …"},
     ),
 }
@@ -174,6 +175,11 @@ def _database_error(error: DBAPIError) -> Response:
     return _unexpected(error)
 
 
+def _pool_exhausted(error: PoolTimeoutError) -> Response:
+    logger.warning("every database connection of this process stayed busy: %s", error)
+    return error_response(503, "The database is busy; try again shortly.")
+
+
 def _integrity_error(error: IntegrityError) -> Response:
     # Reached only when another writer changed the same rows between our checks and our commit.
     logger.info("integrity error, reported as a conflict: %s", error.orig or error)
@@ -203,6 +209,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(TeckoError, _other_domain_error)
     app.register_error_handler(OperationalError, _database_error)
     app.register_error_handler(ProgrammingError, _database_error)
+    app.register_error_handler(PoolTimeoutError, _pool_exhausted)
     app.register_error_handler(IntegrityError, _integrity_error)
     app.register_error_handler(DataError, _data_error)
     app.register_error_handler(Exception, _unexpected)

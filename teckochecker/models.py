@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -105,6 +106,13 @@ class PollingJob(Base):
         Index("ix_polling_jobs_created_at_id", "created_at", "id"),
         # "Is a job of this key due soon?" decides when a key's list sweep starts.
         Index("ix_polling_jobs_openai_secret_id_status_next_check_at", "openai_secret_id", "status", "next_check_at"),
+        # "Which jobs of this sweep's group has a webhook hinted?": only the few hinted jobs are in it.
+        Index(
+            "ix_polling_jobs_hinted_lease_token",
+            "lease_token",
+            postgresql_where=text("hinted_at IS NOT NULL"),
+            sqlite_where=text("hinted_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -370,7 +370,7 @@ class _LeaseKeeper:
 
     def _hand_back_hinted(self) -> None:
         with session_scope(self.sessions) as session:
-            handed = leases.hand_back_hinted(session, self.ours, self.token)
+            handed = leases.hand_back_hinted(session, self.token)
             if handed:
                 announce_due(session)
         self.ours -= handed

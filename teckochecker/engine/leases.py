@@ -145,15 +145,14 @@ def hand_back(sessions: sessionmaker[Session], job_ids: Collection[int], token: 
         return set(handed)
 
 
-def hand_back_hinted(session: Session, job_ids: Collection[int], token: str) -> set[int]:
-    """Give up the jobs of ours that a webhook hinted, so they are checked at once on their own (the hint made
-    them due now) instead of waiting for the rest of a long run. Returns their ids."""
-    if not job_ids:
-        return set()
+def hand_back_hinted(session: Session, token: str) -> set[int]:
+    """Give up the jobs leased to `token` that a webhook hinted, so they are checked at once on their own (the
+    hint made them due now) instead of waiting for the rest of a long run. Returns their ids. The partial
+    index of hinted jobs makes this cheap whatever the size of the group."""
     return set(
         session.scalars(
             update(_jobs)
-            .where(_jobs.c.id.in_(list(job_ids)), held_by(token), _jobs.c.hinted_at.is_not(None))
+            .where(_jobs.c.hinted_at.is_not(None), held_by(token))
             .values(lease_token=None, lease_until=None)
             .returning(_jobs.c.id)
         )

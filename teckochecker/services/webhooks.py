@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, exists, func, select, update
+from sqlalchemy import bindparam, case, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from teckochecker.db import utcnow
+from teckochecker.db import UTCDateTime, utcnow
 from teckochecker.engine.wakeups import announcement
 from teckochecker.errors import TeckoError
 from teckochecker.models import (
@@ -126,15 +126,58 @@ def verify(secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, st
     raise WebhookRefused(reason)
 
 
-def _delivery_insert(dialect: str, webhook_id: str, event_type: str, secret_id: int, now: Moment) -> Any:
-    """Record the delivery, returning its id only when it was not recorded before. Atomic under concurrency."""
+def _delivery_insert(dialect: str, now: Moment) -> Any:
+    """Record the delivery (parameters webhook_id, event_type, secret_id), returning its id only when it was not
+    recorded before. Atomic under concurrency."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(_deliveries)
-        .values(webhook_id=webhook_id, event_type=event_type[:64], received_at=now, secret_id=secret_id)
+        .values(
+            webhook_id=bindparam("webhook_id"),
+            event_type=bindparam("event_type"),
+            received_at=now,
+            secret_id=bindparam("secret_id"),
+        )
         .on_conflict_do_nothing(index_elements=["webhook_id"])
         .returning(_deliveries.c.webhook_id)
     )
+
+
+def _mark_due(now: Moment) -> Any:
+    """The UPDATE that makes every active job watching the batch (parameter batch_id), still unfinished in our
+    records, due now and hinted. One UPDATE on the batch-id index; a job already due keeps its earlier time.
+    The hint makes the engine check the job on its own, and again after a check already running when the
+    webhook came."""
+    watching = (
+        select(_batches.c.job_id)
+        .where(_batches.c.batch_id == bindparam("batch_id"), _batches.c.status.not_in(list(BATCH_TERMINAL_STATUSES)))
+        .scalar_subquery()
+    )
+    due = case((_jobs.c.next_check_at.is_not(None) & (_jobs.c.next_check_at < now), _jobs.c.next_check_at), else_=now)
+    return (
+        update(_jobs)
+        .where(_jobs.c.id.in_(watching), _jobs.c.status == JobStatus.ACTIVE.value)
+        .values(next_check_at=due, hinted_at=now)
+    )
+
+
+def _recorded_and_marked() -> tuple[Any, Any]:
+    """PostgreSQL, one statement each at the database's clock: (record only; record, and only if that was new,
+    mark the jobs due and announce them to the dispatcher when there are any). Each returns how many rows it
+    recorded, and the second also how many jobs it marked."""
+    now = func.statement_timestamp()
+    delivery = _delivery_insert("postgresql", now).cte("delivery")
+    recorded = select(func.count()).select_from(delivery).scalar_subquery()
+    marked = _mark_due(now).where(exists(select(delivery.c.webhook_id))).returning(_jobs.c.id).cte("marked")
+    due = select(func.count()).select_from(marked).scalar_subquery()
+    announced = select(announcement()).select_from(marked).limit(1).scalar_subquery()
+    return select(recorded), select(recorded, due, announced)
+
+
+# Built once: a webhook only binds its values (building and keying a statement per request cost a tenth of it).
+_RECORD, _RECORD_AND_MARK = _recorded_and_marked()
+_SQLITE_RECORD = _delivery_insert("sqlite", bindparam("now", type_=UTCDateTime()))
+_MARK_DUE_AT = _mark_due(bindparam("now", type_=UTCDateTime()))
 
 
 def forget_old_deliveries(session: Session, now: datetime) -> int:
@@ -149,50 +192,27 @@ def forget_old_deliveries(session: Session, now: datetime) -> int:
     ).rowcount
 
 
-def _mark_due(batch_id: str, now: Moment) -> Any:
-    """The UPDATE that makes every active job watching `batch_id`, still unfinished in our records, due now
-    and hinted. One UPDATE on the batch-id index; a job already due keeps its earlier time. The hint makes the
-    engine check the job on its own, and again after a check that was already running when the webhook came."""
-    watching = (
-        select(_batches.c.job_id)
-        .where(_batches.c.batch_id == batch_id, _batches.c.status.not_in(list(BATCH_TERMINAL_STATUSES)))
-        .scalar_subquery()
-    )
-    due = case((_jobs.c.next_check_at.is_not(None) & (_jobs.c.next_check_at < now), _jobs.c.next_check_at), else_=now)
-    return (
-        update(_jobs)
-        .where(_jobs.c.id.in_(watching), _jobs.c.status == JobStatus.ACTIVE.value)
-        .values(next_check_at=due, hinted_at=now)
-    )
-
-
 def mark_batch_jobs_due(session: Session, batch_id: str, now: datetime) -> int:
     """Make the active jobs that watch `batch_id` due now and hinted (see `_mark_due`); returns how many."""
-    return session.execute(_mark_due(batch_id, now)).rowcount
+    return session.execute(_MARK_DUE_AT, {"batch_id": batch_id, "now": now}).rowcount
 
 
 def _record(session: Session, webhook_id: str, event_type: str, secret_id: int, batch_id: str | None) -> int | None:
     """Record the delivery and, for a batch event, mark the jobs watching the batch due and announce them to
     the dispatcher. None for a replay (nothing changed), else how many jobs are due.
 
-    On PostgreSQL this is one statement at the database's clock: the insert, the update guarded by the
-    insert having happened, and the announcement when jobs became due. SQLite takes them one by one."""
-    dialect = session.get_bind().dialect.name
-    if dialect != "postgresql":
+    On PostgreSQL this is one statement: the insert, the update guarded by the insert having happened, and the
+    announcement when jobs became due. SQLite takes them one by one."""
+    received = {"webhook_id": webhook_id, "event_type": event_type[:64], "secret_id": secret_id}
+    if session.get_bind().dialect.name != "postgresql":
         now = utcnow()
-        if session.execute(_delivery_insert(dialect, webhook_id, event_type, secret_id, now)).first() is None:
+        if session.execute(_SQLITE_RECORD, {**received, "now": now}).first() is None:
             return None
         return mark_batch_jobs_due(session, batch_id, now) if batch_id is not None else 0
-    now = func.statement_timestamp()
-    delivery = _delivery_insert(dialect, webhook_id, event_type, secret_id, now).cte("delivery")
-    recorded = select(func.count()).select_from(delivery).scalar_subquery()
     if batch_id is None:
-        return 0 if session.execute(select(recorded)).scalar_one() else None
-    marked = _mark_due(batch_id, now).where(exists(select(delivery.c.webhook_id))).returning(_jobs.c.id).cte("marked")
-    due = select(func.count()).select_from(marked).scalar_subquery()
-    announced = select(announcement()).select_from(marked).limit(1).scalar_subquery()
-    row = session.execute(select(recorded, due, announced)).one()
-    return row[1] if row[0] else None
+        return 0 if session.execute(_RECORD, received).scalar_one() else None
+    recorded, due, _announced = session.execute(_RECORD_AND_MARK, {**received, "batch_id": batch_id}).one()
+    return due if recorded else None
 
 
 def receive(session: Session, secrets: list[tuple[int, str]], body: bytes, headers: Mapping[str, str]) -> Receipt:

@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import api.database
 from api.database import UnitOfWorkView, db_session
 from api.guards import MAX_BODY_BYTES
 from teckochecker.config import Settings
@@ -138,6 +139,26 @@ def test_an_unreachable_database_answers_503(app_factory: Any) -> None:
     client = app_factory(settings).test_client()
     body = assert_error(client.get("/api/jobs", headers={"Authorization": f"Bearer {TOKEN}"}), 503)
     assert "unavailable" in body["message"] and "127.0.0.1" not in body["message"]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_request_that_finds_every_connection_busy_waits_then_answers_503(
+    app_factory: Any, api_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API keeps a fixed pool (no overflow connections to open and close in a burst): a request waits for
+    a free connection and, if none frees up in time, is told to come back, in the error shape."""
+    monkeypatch.setattr(api.database, "POOL_SIZE", 1)
+    monkeypatch.setattr(api.database, "POOL_TIMEOUT_SECONDS", 0.3)
+    app = app_factory(api_settings)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with app.app_context():
+        engine = api.database.api_state().engine
+    assert client.get("/api/jobs", headers=auth).status_code == 200
+    with engine.connect():  # the pool's only connection, held elsewhere
+        body = assert_error(client.get("/api/jobs", headers=auth), 503)
+    assert body["message"] == "The database is busy; try again shortly."
+    assert client.get("/api/jobs", headers=auth).status_code == 200, "free again once it is returned"
 
 
 def test_a_failed_request_commits_nothing(app: Flask, client: FlaskClient, vault) -> None:
