@@ -486,6 +486,10 @@ def _single_gets(client: OpenAIBatchClient, key: _KeyWork, spender: _Spender, st
             stopped = True
             raise
 
+    if any(hint is not None for hint in key.hints.values()):
+        # A webhook said a batch ended and someone waits for its Keboola job: no GET waits for another.
+        run_in_parallel(ask_until_done, min(GETS_IN_FLIGHT, len(unasked)))
+        return
     first = take()
     if first is None:
         return

@@ -1,14 +1,14 @@
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from teckochecker.clients.errors import TransientError
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine import checking
 from teckochecker.engine.checking import GETS_IN_FLIGHT, give_up_check, run_checks
 from teckochecker.engine.scheduling import START, claim_due_jobs
-from teckochecker.models import JobEvent, JobStatus
+from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, pause_job
 
 
@@ -33,10 +33,6 @@ def _job(world, job_id: int):
 
 
 def _due_again(world, job_id: int) -> None:
-    from sqlalchemy import update
-
-    from teckochecker.models import PollingJob
-
     with session_scope(world.sessions) as session:
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=utcnow()))
 
@@ -306,3 +302,19 @@ def test_a_429_in_a_group_stops_the_gets_not_yet_sent_and_keeps_the_answers_in_f
     for job_id in rest:
         assert outcomes[job_id].outcome == "transient_error" and outcomes[job_id].failure.status == 429
     assert control.counters()["requests"]["GET /v1/batches/{batch_id}"] == 1 + GETS_IN_FLIGHT
+
+
+def test_a_hinted_group_asks_its_gets_at_once_even_when_answers_are_fast(world, monkeypatch) -> None:
+    """A webhook said a batch ended and someone waits for its Keboola job: no GET of the group waits for
+    another, whatever the threshold for slow answers."""
+    monkeypatch.setattr(checking, "SLOW_ANSWER_SECONDS", 5.0)
+    job_ids, token = _group(world, 12, "batch_hinted")
+    world.simulator.control.add_fault("/v1/batches/batch_hinted_*", delay=0.3)
+    with session_scope(world.sessions) as session:
+        session.execute(update(PollingJob).where(PollingJob.id == job_ids[0]).values(hinted_at=utcnow()))
+    meter = _InFlight(world)
+
+    outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
+
+    assert meter.most == GETS_IN_FLIGHT
+    assert {outcome.outcome for outcome in outcomes.values()} == {"all_finished"}
