@@ -66,6 +66,7 @@ class AtomicFilesystemTransport(filesystem.Transport):
 
 
 EMBEDDED_SCHEME = "teckochecker-filesystem"
+EMBEDDED_POLLING_SECONDS = 0.1
 TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:AtomicFilesystemTransport")
 
 
@@ -117,4 +118,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "control_folder": str(folder / "control"),
+        # kombu looks for new message files once a second by default: a check, then its trigger, would each
+        # wait up to that long. Listing a folder of a few files ten times a second costs next to nothing.
+        "polling_interval": EMBEDDED_POLLING_SECONDS,
     }

@@ -2,7 +2,8 @@
 
 On PostgreSQL it also claims at once when a webhook or a check announces jobs due now (see
 teckochecker.engine.wakeups), at most once per WAKEUP_GAP_SECONDS, so a burst of announcements is claimed
-in a few large batches rather than one claim per announcement.
+in a few large batches rather than one claim per announcement. On SQLite, where nothing is announced, it
+claims every DISPATCH_EVERY_SECONDS_UNANNOUNCED instead.
 
 Jobs travel in groups that share one lease token, one task per group: checks of one OpenAI key (up to
 CHECK_GROUP_SIZE, or a whole list sweep), and starts and follows of Keboola jobs of one Keboola token.
@@ -45,6 +46,9 @@ from worker.tasks import EngineTask, send_dispatch
 
 logger = logging.getLogger(__name__)
 DISPATCH_EVERY_SECONDS = 1.0
+# On SQLite (the embedded single-machine default) nothing announces due jobs, so beat looks more often; its
+# claims there are a few indexed reads of a small database.
+DISPATCH_EVERY_SECONDS_UNANNOUNCED = 0.25
 WAKEUP_GAP_SECONDS = 0.05
 SUMMARY_EVERY_SECONDS = 60.0
 CENSUS_EVERY_SECONDS = 15.0
@@ -68,6 +72,7 @@ class DispatchScheduler(Scheduler):
         self._next_dispatch = 0.0
         self._last_dispatch = 0.0
         self._wakeups = DueListener.for_engine(self.runtime.engine)
+        self._dispatch_every = DISPATCH_EVERY_SECONDS if self._wakeups else DISPATCH_EVERY_SECONDS_UNANNOUNCED
         self._next_summary = time.monotonic() + SUMMARY_EVERY_SECONDS
         self._sent = 0
         self._worst_lag = 0.0
@@ -83,7 +88,7 @@ class DispatchScheduler(Scheduler):
             self._last_dispatch = time.monotonic()
             more_due = self.dispatch()
             # A full batch means more jobs are due: go again at once instead of waiting a second.
-            self._next_dispatch = time.monotonic() + (0.0 if more_due else DISPATCH_EVERY_SECONDS)
+            self._next_dispatch = time.monotonic() + (0.0 if more_due else self._dispatch_every)
         self._log_summary()
         self._count_jobs()
         self._notifications.tick(self.app, self.runtime)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,3 +65,34 @@ def world(engine, settings, vault, simulator) -> EngineWorld:
     simulator.control.add_api_key(OPENAI_KEY)
     simulator.control.add_token(KEBOOLA_TOKEN)
     return EngineWorld(sessions, settings, vault, simulator)
+
+
+class InFlight:
+    """Wraps real clients (over the simulator's socket) to count the calls of one method in flight at once."""
+
+    def __init__(self, make_client: Callable[..., Any], method: str) -> None:
+        self.make_client, self.method = make_client, method
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def client(self, *args: Any) -> Any:
+        real, meter = self.make_client(*args), self
+
+        class Metered:
+            def __getattr__(self, name: str) -> Any:
+                if name != meter.method:
+                    return getattr(real, name)
+
+                def call(*call_args: Any, **kwargs: Any) -> Any:
+                    with meter._lock:
+                        meter.now += 1
+                        meter.most = max(meter.most, meter.now)
+                    try:
+                        return getattr(real, name)(*call_args, **kwargs)
+                    finally:
+                        with meter._lock:
+                            meter.now -= 1
+
+                return call
+
+        return Metered()

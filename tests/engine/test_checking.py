@@ -10,6 +10,7 @@ from teckochecker.engine.checking import GETS_IN_FLIGHT, give_up_check, run_chec
 from teckochecker.engine.scheduling import START, claim_due_jobs
 from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, pause_job
+from tests.engine.conftest import InFlight
 
 
 def _claim(world, job_id: int) -> str:
@@ -218,29 +219,6 @@ def test_a_check_that_ran_long_after_its_claim_moves_the_next_slot_half_an_inter
     assert job.next_check_at == slot + timedelta(seconds=120), "the job's own grid, one slot skipped"
 
 
-class _InFlight:
-    """Wraps the real OpenAI client (over the simulator's socket) to count its GETs in flight at once."""
-
-    def __init__(self, world) -> None:
-        self.world, self.now, self.most, self._lock = world, 0, 0, threading.Lock()
-
-    def client(self, key: str):
-        real, meter = self.world.openai_client(key), self
-
-        class Metered:
-            def get_batch(self, batch_id: str):
-                with meter._lock:
-                    meter.now += 1
-                    meter.most = max(meter.most, meter.now)
-                try:
-                    return real.get_batch(batch_id)
-                finally:
-                    with meter._lock:
-                        meter.now -= 1
-
-        return Metered()
-
-
 def _group(world, count: int, prefix: str) -> tuple[list[int], str]:
     control = world.simulator.control
     batch_ids = [f"{prefix}_{n}" for n in range(count)]
@@ -259,7 +237,7 @@ def test_a_group_keeps_several_gets_in_flight_at_once_never_more_than_its_cap(wo
     """Slow answers do not queue a group's jobs behind each other: eight GETs are asked at once."""
     job_ids, token = _group(world, 12, "batch_slow")
     world.simulator.control.add_fault("/v1/batches/batch_slow_*", delay=1.0)
-    meter = _InFlight(world)
+    meter = InFlight(world.openai_client, "get_batch")
 
     outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
 
@@ -272,7 +250,7 @@ def test_fast_answers_are_asked_one_after_another_without_helpers(world, monkeyp
     # A threshold far above a loaded machine's answer times, so the test holds on a busy CI machine too.
     monkeypatch.setattr(checking, "SLOW_ANSWER_SECONDS", 5.0)
     job_ids, token = _group(world, 12, "batch_fast")
-    meter = _InFlight(world)
+    meter = InFlight(world.openai_client, "get_batch")
 
     outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
 
@@ -312,7 +290,7 @@ def test_a_hinted_group_asks_its_gets_at_once_even_when_answers_are_fast(world, 
     world.simulator.control.add_fault("/v1/batches/batch_hinted_*", delay=0.3)
     with session_scope(world.sessions) as session:
         session.execute(update(PollingJob).where(PollingJob.id == job_ids[0]).values(hinted_at=utcnow()))
-    meter = _InFlight(world)
+    meter = InFlight(world.openai_client, "get_batch")
 
     outcomes = run_checks(world.sessions, world.vault, meter.client, job_ids, token)
 

@@ -11,7 +11,7 @@ from teckochecker.clients.openai_batches import BatchPage, OpenAIBatchClient
 from teckochecker.db import database_now, session_scope, utcnow
 from teckochecker.engine.checking import RefreshStats, run_checks
 from teckochecker.engine.keys import RequestBudget, ensure_key_states
-from teckochecker.engine.scheduling import CHECK, SWEEP_WINDOW, claim_due_jobs, group_claims
+from teckochecker.engine.scheduling import CHECK, SWEEP_WINDOW, Dispatch, claim_due_jobs, group_claims
 from teckochecker.engine.sweeping import SWEEP_MIN_WATCHED, SWEEP_PROBE_PAGES, refresh_sweep_modes
 from teckochecker.models import JobBatch, JobStatus, OpenAIKeyState, PollingJob, Secret
 from teckochecker.services.secrets import add_secret
@@ -400,20 +400,26 @@ def _set_next_check(world, job_id: int, when: datetime) -> None:
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(next_check_at=when))
 
 
-def test_a_sweep_whose_job_is_hinted_after_the_claim_sweeps_for_the_rest_and_hands_that_job_back(world) -> None:
-    """A webhook for one job of a sweep's group, between the claim and the run. The group still sweeps (one GET
-    per batch of a whole window took minutes in the reaction benchmark); the hinted job leaves it before the
-    first page, to be checked at once on its own instead of after the sweep's last page."""
-    batch_ids = [f"batch_swept_{n}" for n in range(150)]
+def _one_sweep_group(world, batch_ids: list[str], *, finished: int) -> tuple[list[int], Dispatch]:
+    """One job per batch on a sweeping key, all due: beat's claim makes them one sweep group. Only the batch
+    at index `finished` has ended."""
     world.simulator.control.create_batches(
         [
-            {"id": b, "final_status": "completed" if n == 7 else "in_progress", "duration": 0}
+            {"id": b, "final_status": "completed" if n == finished else "in_progress", "duration": 0}
             for n, b in enumerate(batch_ids)
         ]
     )
     job_ids = _add_jobs(world, batch_ids)
     _sweep_mode(world)
     [dispatch] = group_claims(_claim_checks(world))
+    return job_ids, dispatch
+
+
+def test_a_sweep_whose_job_is_hinted_after_the_claim_sweeps_for_the_rest_and_hands_that_job_back(world) -> None:
+    """A webhook for one job of a sweep's group, between the claim and the run. The group still sweeps (one GET
+    per batch of a whole window took minutes in the reaction benchmark); the hinted job leaves it before the
+    first page, to be checked at once on its own instead of after the sweep's last page."""
+    job_ids, dispatch = _one_sweep_group(world, [f"batch_swept_{n}" for n in range(150)], finished=7)
     assert _hint(world, "batch_swept_7") == 1
 
     outcomes = run_checks(world.sessions, world.vault, world.openai_client, dispatch.job_ids, dispatch.lease_token)
@@ -430,16 +436,7 @@ def test_a_sweep_whose_job_is_hinted_after_the_claim_sweeps_for_the_rest_and_han
 def test_a_job_hinted_while_its_sweep_pages_is_handed_back_and_due_at_once(world) -> None:
     """A sweep of a whole window takes seconds at real latencies; a webhook for one of its jobs must not wait
     for the last page. The sweep hands that job back (free, due now, still hinted) and concludes the rest."""
-    batch_ids = [f"batch_paged_{n:03d}" for n in range(450)]
-    world.simulator.control.create_batches(
-        [
-            {"id": b, "final_status": "completed" if n == 0 else "in_progress", "duration": 0}
-            for n, b in enumerate(batch_ids)
-        ]
-    )
-    job_ids = _add_jobs(world, batch_ids)
-    _sweep_mode(world)
-    [dispatch] = group_claims(_claim_checks(world))
+    job_ids, dispatch = _one_sweep_group(world, [f"batch_paged_{n:03d}" for n in range(450)], finished=0)
     # Five pages of 100, each answered in 0.3 s: the hint comes while the sweep is on its way.
     world.simulator.control.add_fault("/v1/batches", method="GET", delay=0.3)
     hint = threading.Timer(0.4, _hint, args=(world, "batch_paged_000"))

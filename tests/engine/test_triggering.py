@@ -1,5 +1,4 @@
 import json
-import threading
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -11,7 +10,7 @@ from teckochecker.engine.scheduling import FOLLOW, START, claim_due_jobs
 from teckochecker.engine.triggering import STARTS_IN_FLIGHT, give_up_trigger, run_follows, run_starts
 from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, retry_job
-from tests.engine.conftest import KEBOOLA_TOKEN
+from tests.engine.conftest import KEBOOLA_TOKEN, InFlight
 
 
 def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
@@ -238,7 +237,7 @@ def test_a_group_starts_its_keboola_jobs_several_at_once_never_more_than_its_cap
         claims = claim_due_jobs(session, now=utcnow())
         session.execute(update(PollingJob).values(lease_token=claims[0].lease_token))
     control.add_fault("/jobs", method="POST", delay=0.5)
-    meter = _StartsInFlight(world)
+    meter = InFlight(world.keboola_client, "start_job")
 
     outcomes = run_starts(world.sessions, world.vault, meter.client, job_ids, claims[0].lease_token)
 
@@ -246,29 +245,3 @@ def test_a_group_starts_its_keboola_jobs_several_at_once_never_more_than_its_cap
     assert {outcome.outcome for outcome in outcomes.values()} == {"started"}
     started = {job["body"]["config"] for job in control.keboola_jobs()}
     assert started == {f"burst-{n}" for n in range(12)}, "each job started exactly once"
-
-
-class _StartsInFlight:
-    """Wraps the real Keboola client (over the simulator's socket) to count its starts in flight at once."""
-
-    def __init__(self, world) -> None:
-        self.world, self.now, self.most, self._lock = world, 0, 0, threading.Lock()
-
-    def client(self, token: str, stack_url: str):
-        real, meter = self.world.keboola_client(token, stack_url), self
-
-        class Metered:
-            def __getattr__(self, name: str):
-                return getattr(real, name)
-
-            def start_job(self, *args, **kwargs):
-                with meter._lock:
-                    meter.now += 1
-                    meter.most = max(meter.most, meter.now)
-                try:
-                    return real.start_job(*args, **kwargs)
-                finally:
-                    with meter._lock:
-                        meter.now -= 1
-
-        return Metered()
