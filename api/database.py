@@ -49,10 +49,8 @@ class ApiState:
 
 def init_database(app: Flask, settings: Settings) -> ApiState:
     # create_engine does not connect, so building an app (e.g. to print its spec) needs no database.
-    options = {}
-    if not settings.database_url.startswith("sqlite"):
-        options = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT_SECONDS}
-    engine = make_engine(settings.database_url, **options)
+    pool = {"pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT_SECONDS}
+    engine = make_engine(settings.database_url, server_pool=pool)
     state = ApiState(settings=settings, engine=engine, sessions=make_session_factory(engine))
     app.extensions[EXTENSION_KEY] = state
     app.teardown_appcontext(_remove_session)

@@ -212,29 +212,29 @@ def _summary(seconds: list[float]) -> dict[str, Any]:
     return {"count": len(seconds), "p50": cuts[49], "p99": cuts[98], "max": seconds[-1]}
 
 
+def _print_table(headings: list[str], results: list[dict[str, Any]], rows: dict[str, list[str]]) -> None:
+    """A Markdown table: per mode, one row for each of `rows` (a result's key and its labels) that has figures."""
+    columns = ["mode", *headings, "jobs", "p50", "p99", "max"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for result in results:
+        for what, labels in rows.items():
+            figures = result[what]
+            if figures["count"]:
+                cells = [result["mode"], *labels, str(figures["count"])]
+                cells += [f"{figures[cut]:.2f} s" for cut in ("p50", "p99", "max")]
+                print("| " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(130))
     results = [run_mode(args, mode.strip()) for mode in args.modes.split(",") if mode.strip()]
     print(f"\n=== reaction time: {args.jobs} jobs, interval {args.interval}s, {args.finishing} batches finish at once, "
           f"latency {args.latency_ms:g} ms, {args.workers} worker(s) × {args.concurrency} threads ===")  # fmt: skip
-    print("| mode | from the batch's end to | jobs | p50 | p99 | max |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for result in results:
-        for what, label in STAGES.items():
-            figures = result[what]
-            if not figures["count"]:
-                continue
-            print(f"| {result['mode']} | {label} | {figures['count']} | {figures['p50']:.2f} s | "
-                  f"{figures['p99']:.2f} s | {figures['max']:.2f} s |")  # fmt: skip
-    print("\n| mode | from | to | jobs | p50 | p99 | max |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for result in results:
-        for what, (start, end) in GAPS.items():
-            figures = result[what]
-            if figures["count"]:
-                print(f"| {result['mode']} | {start} | {end} | {figures['count']} | {figures['p50']:.2f} s | "
-                      f"{figures['p99']:.2f} s | {figures['max']:.2f} s |")  # fmt: skip
+    _print_table(["from the batch's end to"], results, {what: [label] for what, label in STAGES.items()})
+    print()
+    _print_table(["from", "to"], results, {what: list(ends) for what, ends in GAPS.items()})
     for result in results:
         print(f"CPU seconds, {result['mode']}, from T to the last start: {result['cpu_seconds']}")
     if args.json:

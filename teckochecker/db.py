@@ -76,7 +76,9 @@ def database_now(session: Session) -> datetime:
     return utcnow()
 
 
-def make_engine(database_url: str, **options: Any) -> Engine:
+def make_engine(database_url: str, *, server_pool: dict[str, Any] | None = None, **options: Any) -> Engine:
+    """An engine for `database_url`. `server_pool` (pool_size, max_overflow, pool_timeout) sizes the pool of a
+    database server; SQLite, a file on this machine, keeps SQLAlchemy's own."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
@@ -87,6 +89,7 @@ def make_engine(database_url: str, **options: Any) -> Engine:
             event.listen(engine, "do_connect", _private_database_file(url.database))
         return engine
     # A database host that does not answer fails fast instead of hanging a health check or a worker.
+    options |= server_pool or {}
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS}, **options)
 
 

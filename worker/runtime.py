@@ -43,10 +43,8 @@ class Runtime:
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
         """A runtime for `settings`; it opens no connection until a session is used."""
-        options = {}
-        if not settings.database_url.startswith("sqlite"):
-            options = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-        engine = make_engine(settings.database_url, **options)
+        pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        engine = make_engine(settings.database_url, server_pool=pool)
         return cls(settings, engine, make_session_factory(engine), Vault(settings.secret_key))
 
     @cached_property

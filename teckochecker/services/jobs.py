@@ -268,7 +268,7 @@ def pause_job(session: Session, job: PollingJob) -> PollingJob:
 
 def check_now(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
     """Make an active job due now: beat hands it to a worker as soon as this commits (PostgreSQL), or at its
-    next tick (within a second, SQLite)."""
+    next tick (within a quarter of a second, SQLite)."""
     if job.status != JobStatus.ACTIVE:
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be checked")
     job.next_check_at = now or utcnow()
