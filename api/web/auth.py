@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import (
     Blueprint,
     Flask,
+    Request,
     Response,
     current_app,
     g,
@@ -23,7 +24,7 @@ from flask import (
     session,
     url_for,
 )
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from api.database import api_state, db_session
 from api.web.actions import notify
@@ -63,6 +64,13 @@ class DashboardSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    def open_session(self, app: Flask, incoming: Request) -> SecureCookieSession | None:
+        # Most requests (the REST API, webhooks) carry no session cookie: an empty session needs no signing
+        # serializer, which Flask would otherwise build for every request.
+        if app.secret_key is not None and not incoming.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, incoming)
 
 
 def init_sessions(app: Flask, settings: Settings) -> None:
