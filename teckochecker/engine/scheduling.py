@@ -70,20 +70,29 @@ _keys = OpenAIKeyState.__table__
 # numbers them into groups, and claims them. A group's token is derived from the claim's own random id,
 # the action, the key and the group number, so every row of a group gets the same token. The next slot of
 # a check is the first slot on its grid at least half an interval after now, as in `plan_next_check`.
+# Rows are found in two index range scans, so a claim reads what it claims, not every job: `due` (jobs whose
+# slot has come) and `ahead` (the jobs a sweep starting now checks before their slots, read only for the
+# keys in `sweeping`: those with a job due within the sweep's lead that the sweep may take, so a key whose
+# only job due soon was checked moments ago is not scanned on every claim).
 _CLAIM_MANY = (
     text(
         """
-WITH sweeping AS (
+WITH sweeping AS MATERIALIZED (
     SELECT k.secret_id, k.sweep_lead_seconds AS lead
     FROM openai_key_states AS k
-    WHERE k.sweep_mode AND EXISTS (
+    CROSS JOIN LATERAL (
         SELECT 1 FROM polling_jobs AS d
         WHERE d.openai_secret_id = k.secret_id AND d.status = 'active'
           AND d.next_check_at <= :now + make_interval(secs => k.sweep_lead_seconds)
           AND d.hinted_at IS NULL
-          AND (d.lease_until IS NULL OR d.lease_until <= :now))
+          AND (d.lease_until IS NULL OR d.lease_until <= :now)
+          AND (d.next_check_at <= :now OR d.last_check_at IS NULL
+               OR d.last_check_at <= :now - make_interval(secs => d.poll_interval_seconds * :half))
+        ORDER BY d.next_check_at
+        LIMIT 1) AS due_soon
+    WHERE k.sweep_mode AND :checks
 ),
-locked AS (
+due AS (
     SELECT j.id, j.next_check_at, j.poll_interval_seconds,
            CASE WHEN j.status = 'active' THEN 'check'
                 WHEN j.keboola_job_id IS NULL THEN 'start' ELSE 'follow' END AS action,
@@ -91,18 +100,37 @@ locked AS (
            s.secret_id IS NOT NULL AS swept
     FROM polling_jobs AS j
     LEFT JOIN sweeping AS s ON s.secret_id = j.openai_secret_id AND j.status = 'active' AND j.hinted_at IS NULL
-    WHERE (j.lease_until IS NULL OR j.lease_until <= :now)
+    WHERE j.next_check_at <= :now
+      AND (j.lease_until IS NULL OR j.lease_until <= :now)
       AND ((j.status = 'active' AND :checks AND (CASE WHEN s.secret_id IS NULL THEN :plain ELSE :swept END))
            OR (j.status = 'triggering' AND j.keboola_job_id IS NULL AND :starts)
            OR (j.status = 'triggering' AND j.keboola_job_id IS NOT NULL AND :follows))
-      AND (j.next_check_at <= :now
-           OR (s.secret_id IS NOT NULL
-               AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)
-               AND (j.last_check_at IS NULL
-                    OR j.last_check_at <= :now - make_interval(secs => j.poll_interval_seconds * :half))))
     ORDER BY j.next_check_at
     LIMIT :limit
     FOR UPDATE OF j SKIP LOCKED
+),
+ahead AS (
+    SELECT a.* FROM sweeping AS s
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.next_check_at, j.poll_interval_seconds, 'check' AS action, j.openai_secret_id AS group_key,
+               true AS swept
+        FROM polling_jobs AS j
+        WHERE :swept
+          AND j.openai_secret_id = s.secret_id AND j.status = 'active'
+          AND j.next_check_at > :now
+          AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)
+          AND j.hinted_at IS NULL
+          AND (j.lease_until IS NULL OR j.lease_until <= :now)
+          AND (j.last_check_at IS NULL
+               OR j.last_check_at <= :now - make_interval(secs => j.poll_interval_seconds * :half))
+        ORDER BY j.next_check_at
+        LIMIT GREATEST(0, :limit - (SELECT count(*) FROM due))
+        FOR UPDATE OF j SKIP LOCKED) AS a
+),
+locked AS (
+    SELECT * FROM due
+    UNION ALL
+    SELECT * FROM ahead
 ),
 grouped AS (
     SELECT locked.*,
@@ -138,6 +166,17 @@ RETURNING j.id, g.action, j.lease_token, g.next_check_at, g.poll_interval_second
         bindparam("claim", type_=String()),
     )
     .columns(id=Integer, action=String, lease_token=String, next_check_at=UTCDateTime(), poll_interval_seconds=Integer)
+)
+
+# How PostgreSQL plans the claim, for its transaction only. The claim is prepared (psycopg prepares a statement
+# it has run five times), and a generic plan cannot know how few jobs `:now` selects: it scanned and hashed
+# every job on each claim. And even planned for its parameters, the row estimates of the small, often
+# unanalyzed key states made it hash the whole jobs table to update a handful of rows. A claim touches only
+# the rows it claims, so it is planned as index lookups: tens of milliseconds at 10,000 jobs became a few
+# tenths, many times a second in a burst of webhooks.
+_PLAN_AS_INDEX_LOOKUPS = text(
+    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), set_config('enable_hashjoin', 'off', true), "
+    "set_config('enable_mergejoin', 'off', true)"
 )
 
 # SQLite: the candidates, then one guarded UPDATE per job; the guard fails if another dispatcher claimed it.
@@ -259,6 +298,7 @@ def claim_due_jobs(
             "start_lease": START_LEASE.total_seconds(),
             "follow_lease": FOLLOW_LEASE.total_seconds(),
         }
+        session.execute(_PLAN_AS_INDEX_LOOKUPS)
         rows = session.execute(_CLAIM_MANY, parameters).all()
         return sorted((_claim_from_row(*row) for row in rows), key=lambda claim: claim.planned_at)
     return _claim_one_by_one(session, now, limit, actions, sweeps)
@@ -271,17 +311,21 @@ def _action_of(candidate: Any) -> str:
 
 
 def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
-    """Sweeping keys with a job due within their lead: the lead, by key id (SQLite)."""
+    """Sweeping keys with a job due within their lead that a sweep may take: the lead, by key id (SQLite)."""
     windows = {}
     for key_id, lead in session.execute(_SWEEPING_KEYS):
-        due_soon = select(_jobs.c.id).where(
-            _jobs.c.openai_secret_id == key_id,
-            _jobs.c.status == JobStatus.ACTIVE.value,
-            _jobs.c.next_check_at <= now + timedelta(seconds=lead),
-            _jobs.c.hinted_at.is_(None),
-            leases.is_free(now),
+        due_soon = (
+            select(_jobs.c.next_check_at, _jobs.c.last_check_at, _jobs.c.poll_interval_seconds)
+            .where(
+                _jobs.c.openai_secret_id == key_id,
+                _jobs.c.status == JobStatus.ACTIVE.value,
+                _jobs.c.next_check_at <= now + timedelta(seconds=lead),
+                _jobs.c.hinted_at.is_(None),
+                leases.is_free(now),
+            )
+            .order_by(_jobs.c.next_check_at)
         )
-        if session.execute(due_soon.limit(1)).first() is not None:
+        if any(job.next_check_at <= now or not _checked_recently(job, now) for job in session.execute(due_soon)):
             windows[key_id] = lead
     return windows
 

@@ -210,3 +210,71 @@ def test_checks_of_one_key_are_handed_out_in_groups_that_share_a_token(world) ->
     with session_scope(world.sessions) as session:
         for dispatch in dispatches:
             assert {get_job(session, job_id).lease_token for job_id in dispatch.job_ids} == {dispatch.lease_token}
+
+
+def test_a_claim_reads_the_jobs_it_claims_not_every_job(world) -> None:
+    """Beat claims many times a second in a burst of webhooks: a claim that finds nothing to claim must read
+    next to nothing, whatever the number of jobs, also once psycopg runs it as a prepared statement (from the
+    sixth run on). Here the only job due soon was checked moments ago, so no sweep may start for its key."""
+    from sqlalchemy import insert, text
+
+    if world.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite claims job by job; its cost is not this statement's")
+    start = utcnow()
+    with session_scope(world.sessions) as session:
+        template = get_job(session, world.create_job(["batch_template"]))
+        ensure_key_states(session, [template.openai_secret_id])
+        session.execute(
+            update(OpenAIKeyState)
+            .where(OpenAIKeyState.secret_id == template.openai_secret_id)
+            .values(sweep_mode=True, sweep_lead_seconds=SWEEP_LEAD_MAX_SECONDS)
+        )
+        later = [
+            {
+                "name": f"later {index}",
+                "openai_secret_id": template.openai_secret_id,
+                "keboola_secret_id": template.keboola_secret_id,
+                "keboola_stack_url": template.keboola_stack_url,
+                "keboola_component_id": "c",
+                "keboola_configuration_id": "1",
+                "poll_interval_seconds": 7200,
+                "status": JobStatus.ACTIVE.value,
+                "next_check_at": start + timedelta(seconds=3600 + index * 0.36),
+                "created_at": start,
+                "updated_at": start,
+            }
+            for index in range(10_000)
+        ]
+        session.execute(insert(PollingJob.__table__), later)
+        session.execute(
+            update(PollingJob)
+            .where(PollingJob.id == template.id)
+            .values(next_check_at=start + timedelta(seconds=5), last_check_at=start - timedelta(seconds=10))
+        )
+    # Earlier tests' deleted jobs would otherwise be read by the planner's look at the ends of the indexes.
+    with world.sessions.kw["bind"].connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM ANALYZE polling_jobs"))
+
+    rows_read_so_far = text(
+        "SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'polling_jobs'"
+    )
+
+    def claim(at: datetime, **narrowing) -> tuple[list[int], int]:
+        """The jobs claimed (then given back) and the rows of polling_jobs read to find them."""
+        with session_scope(world.sessions) as session:
+            # Before and after, in one transaction: the view may also hold counts of earlier transactions.
+            before = session.execute(rows_read_so_far).scalar_one()
+            claimed = [claim.job_id for claim in claim_due_jobs(session, now=at, **narrowing)]
+            read = session.execute(rows_read_so_far).scalar_one() - before
+            session.rollback()
+        return claimed, read
+
+    narrowings = ({"actions": [CHECK], "sweeps": True}, {"actions": [CHECK], "sweeps": False}, {"actions": [START]})
+    for run in range(8):
+        for narrowing in narrowings:
+            claimed, read = claim(start, **narrowing)
+            # A few rows (the job due soon, the planner's looks at the ends of the indexes), not the 10,000 jobs:
+            # planned as a scan, a claim read every job twice.
+            assert (claimed, read < 500) == ([], True), (run, narrowing, read)
+    # Once its slot comes, the job is claimed, by its key's sweep.
+    assert claim(start + timedelta(seconds=6), actions=[CHECK], sweeps=True)[0] == [template.id]
