@@ -10,7 +10,10 @@ scattered among many unwatched batches, pages bring little, and one GET per batc
   wanted batch's `created_at`, or SWEEP_MAX_PAGES; the batches it did not find are asked for one by one.
 - A sweep that brings fewer than SWEEP_MIN_FOUND_PER_PAGE wanted batches a page after its first
   SWEEP_PROBE_PAGES stops at once (single GETs take over) and turns the key's sweep mode off for
-  SWEEP_RETRY_AFTER, so a key whose layout does not suit sweeps costs only those few probe pages.
+  SWEEP_RETRY_AFTER, so a key whose layout does not suit sweeps costs only those few probe pages. Only a
+  sweep that wanted enough of the key's watched batches can tell that: had they filled the list, its pages
+  would have brought SWEEP_MIN_FOUND_PER_PAGE each. A smaller one (a few jobs due at once, a short window)
+  finds little whatever the layout, and its probe says nothing about the key.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from teckochecker.clients.errors import ServiceError
-from teckochecker.clients.openai_batches import Batch, BatchPage
+from teckochecker.clients.openai_batches import LIST_PAGE_LIMIT, Batch, BatchPage
 from teckochecker.engine.keys import ensure_key_states
 from teckochecker.models import BATCH_TERMINAL_STATUSES, JobBatch, JobStatus, OpenAIKeyState, PollingJob
 
@@ -56,15 +59,11 @@ class SweepEnd(StrEnum):
 
 @dataclass
 class SweepResult:
+    wanted: int = 0
     found: dict[str, Batch] = field(default_factory=dict)
     pages: int = 0
     end: SweepEnd = SweepEnd.COMPLETE
     failure: ServiceError | None = None
-
-    @property
-    def paid(self) -> bool:
-        """False when the key's batches are laid out so that single GETs are cheaper."""
-        return self.end is not SweepEnd.UNPRODUCTIVE
 
 
 def sweep(
@@ -79,7 +78,7 @@ def sweep(
     `oldest_created_at` is the oldest `created_at` among the wanted batches when every one of them is known.
     """
     remaining = set(wanted)
-    result = SweepResult()
+    result = SweepResult(wanted=len(remaining))
     after: str | None = None
     while remaining:
         if result.pages >= SWEEP_MAX_PAGES:
@@ -129,7 +128,7 @@ def record_sweep(session: Session, key_id: int, result: SweepResult, seconds: fl
         # Start the next sweep early enough to end by its first job's slot, with room for a slower run.
         "sweep_lead_seconds": min(SWEEP_LEAD_MAX_SECONDS, max(SWEEP_LEAD_MIN_SECONDS, 1.5 * seconds + 0.5)),
     }
-    if not result.paid:
+    if result.end is SweepEnd.UNPRODUCTIVE and _probe_tells(session, key_id, result.wanted):
         values.update(sweep_mode=False, sweep_retry_at=now + SWEEP_RETRY_AFTER)
     session.execute(update(_states).where(_states.c.secret_id == key_id).values(**values))
 
@@ -140,6 +139,15 @@ _WATCHED_BY_KEY = (
     .where(_jobs.c.status == JobStatus.ACTIVE.value, _batches.c.status.not_in(sorted(BATCH_TERMINAL_STATUSES)))
     .group_by(_jobs.c.openai_secret_id)
 )
+_WATCHED_OF_KEY = _WATCHED_BY_KEY.where(_jobs.c.openai_secret_id == bindparam("key_id"))
+
+
+def _probe_tells(session: Session, key_id: int, wanted: int) -> bool:
+    """Whether a sweep that wanted `wanted` batches and found too few says the key's layout does not suit
+    sweeps: only if, with the key's watched batches filling its list, its pages would have found enough."""
+    row = session.execute(_WATCHED_OF_KEY, {"key_id": key_id}).first()
+    watched = row[1] if row is not None else 0
+    return wanted * LIST_PAGE_LIMIT >= watched * SWEEP_MIN_FOUND_PER_PAGE
 
 
 def refresh_sweep_modes(session: Session, now: datetime) -> dict[int, bool]:

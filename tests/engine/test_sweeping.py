@@ -144,6 +144,28 @@ def test_a_few_old_batches_among_many_unwatched_fall_back_to_single_gets_and_sto
         assert refresh_sweep_modes(session, utcnow())[key.secret_id] is False
 
 
+def test_a_small_sweep_that_finds_little_leaves_a_well_laid_out_key_sweeping(world) -> None:
+    """20 jobs due at once of a key that watches 1,000 recent batches: their batches are the oldest of the
+    list, so the probe pages find none of them, yet the key's layout suits sweeps (its watched batches fill
+    its list); a probe of 20 batches cannot tell that, and must not stop the key's sweeps for an hour."""
+    control = world.simulator.control
+    batch_ids = [f"batch_dense_{n:04d}" for n in range(1000)]
+    control.create_batches([{"id": b, "final_status": "in_progress", "duration": 0} for b in batch_ids])
+    # The 20 oldest are due now; the others long after the sweep's window.
+    job_ids = _add_jobs(world, batch_ids, interval=600, due_in=[0] * 20 + [500] * 980)
+    _sweep_mode(world)
+
+    [dispatch] = group_claims(_claim_checks(world))
+    assert sorted(dispatch.job_ids) == job_ids[:20]
+    outcomes = run_checks(world.sessions, world.vault, world.openai_client, dispatch.job_ids, dispatch.lease_token)
+
+    assert _requests(world) == {LIST: SWEEP_PROBE_PAGES, GET: 20}
+    assert {outcome.outcome for outcome in outcomes.values()} == {"checked"}
+    with session_scope(world.sessions) as session:
+        key = session.scalar(select(OpenAIKeyState))
+    assert key.sweep_mode and key.sweep_retry_at is None
+
+
 class _ClientThatSeesNewBatches(OpenAIBatchClient):
     """The real client; after its first page OpenAI receives new batches, as happens during a sweep."""
 
