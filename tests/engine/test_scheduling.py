@@ -4,7 +4,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, text, update
 
 from teckochecker.db import session_scope, utcnow
 from teckochecker.engine.keys import ensure_key_states
@@ -44,39 +44,16 @@ def test_after_an_outage_no_job_is_checked_twice_within_half_an_interval(world, 
     With a sweeping key, a sweep claims jobs up to its lead plus a quarter interval ahead of their slots;
     it must leave out the jobs the catch-up has just checked.
     """
-    import random as _random
-
-    from sqlalchemy import insert
-
     count = 10_000 if world.sessions.kw["bind"].dialect.name == "postgresql" else 2_000
-    rng = _random.Random(3)
+    rng = random.Random(3)
     start = utcnow()
-    with session_scope(world.sessions) as session:
-        template = get_job(session, world.create_job(["batch_template"]))
-        if sweeping:
-            ensure_key_states(session, [template.openai_secret_id])
-            session.execute(
-                update(OpenAIKeyState)
-                .where(OpenAIKeyState.secret_id == template.openai_secret_id)
-                .values(sweep_mode=True, sweep_lead_seconds=SWEEP_LEAD_MAX_SECONDS)
-            )
-        rows = [
-            {
-                "name": f"overdue {index}",
-                "openai_secret_id": template.openai_secret_id,
-                "keboola_secret_id": template.keboola_secret_id,
-                "keboola_stack_url": template.keboola_stack_url,
-                "keboola_component_id": "c",
-                "keboola_configuration_id": "1",
-                "poll_interval_seconds": rng.choice([30, 60, 120]),
-                "status": JobStatus.ACTIVE.value,
-                "next_check_at": start - timedelta(seconds=rng.uniform(0, 3600)),
-                "created_at": start,
-                "updated_at": start,
-            }
-            for index in range(count)
-        ]
-        session.execute(insert(PollingJob.__table__), rows)
+    _jobs_like_a_template(
+        world,
+        sweeping=sweeping,
+        intervals=[rng.choice([30, 60, 120]) for _ in range(count)],
+        slots=[start - timedelta(seconds=rng.uniform(0, 3600)) for _ in range(count)],
+        now=start,
+    )
     checked_at: dict[int, list[datetime]] = {}
     # Beat's ticks over 60 simulated seconds; every check finishes at once and hands its lease back.
     for tick in range(61):
@@ -128,6 +105,39 @@ def test_a_claim_plans_each_job_on_its_own_grid(world) -> None:
             assert job.lease_until == now + timedelta(seconds=job.poll_interval_seconds)
 
 
+def _jobs_like_a_template(world, *, sweeping: bool, intervals: list[int], slots: list[datetime], now: datetime) -> int:
+    """A job made through the service (the template, on batch_template), then in bulk one active job per
+    interval and slot with its secrets; with `sweeping`, their key is refreshed by list sweeps. Returns the
+    template's id."""
+    with session_scope(world.sessions) as session:
+        template = get_job(session, world.create_job(["batch_template"]))
+        if sweeping:
+            ensure_key_states(session, [template.openai_secret_id])
+            session.execute(
+                update(OpenAIKeyState)
+                .where(OpenAIKeyState.secret_id == template.openai_secret_id)
+                .values(sweep_mode=True, sweep_lead_seconds=SWEEP_LEAD_MAX_SECONDS)
+            )
+        rows = [
+            {
+                "name": f"bulk {index}",
+                "openai_secret_id": template.openai_secret_id,
+                "keboola_secret_id": template.keboola_secret_id,
+                "keboola_stack_url": template.keboola_stack_url,
+                "keboola_component_id": "c",
+                "keboola_configuration_id": "1",
+                "poll_interval_seconds": interval,
+                "status": JobStatus.ACTIVE.value,
+                "next_check_at": slot,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for index, (interval, slot) in enumerate(zip(intervals, slots, strict=True))
+        ]
+        session.execute(insert(PollingJob.__table__), rows)
+        return template.id
+
+
 def _set(world, job_id: int, **values) -> None:
     with session_scope(world.sessions) as session:
         session.execute(update(PollingJob).where(PollingJob.id == job_id).values(**values))
@@ -175,10 +185,12 @@ def test_two_dispatchers_at_once_never_claim_the_same_job(world) -> None:
     barrier = threading.Barrier(2)
 
     def dispatcher(slot: int) -> None:
-        barrier.wait()
-        for _ in range(10):
+        # In step, round by round: a claim now takes a millisecond, so one dispatcher could otherwise claim
+        # every job before the other has started.
+        for _ in range(15):
+            barrier.wait()
             with session_scope(world.sessions) as session:
-                claimed[slot] += [c.job_id for c in claim_due_jobs(session, now=now, limit=25)]
+                claimed[slot] += [c.job_id for c in claim_due_jobs(session, now=now, limit=10)]
 
     threads = [threading.Thread(target=dispatcher, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
@@ -216,41 +228,17 @@ def test_a_claim_reads_the_jobs_it_claims_not_every_job(world) -> None:
     """Beat claims many times a second in a burst of webhooks: a claim that finds nothing to claim must read
     next to nothing, whatever the number of jobs, also once psycopg runs it as a prepared statement (from the
     sixth run on). Here the only job due soon was checked moments ago, so no sweep may start for its key."""
-    from sqlalchemy import insert, text
-
     if world.sessions.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite claims job by job; its cost is not this statement's")
     start = utcnow()
-    with session_scope(world.sessions) as session:
-        template = get_job(session, world.create_job(["batch_template"]))
-        ensure_key_states(session, [template.openai_secret_id])
-        session.execute(
-            update(OpenAIKeyState)
-            .where(OpenAIKeyState.secret_id == template.openai_secret_id)
-            .values(sweep_mode=True, sweep_lead_seconds=SWEEP_LEAD_MAX_SECONDS)
-        )
-        later = [
-            {
-                "name": f"later {index}",
-                "openai_secret_id": template.openai_secret_id,
-                "keboola_secret_id": template.keboola_secret_id,
-                "keboola_stack_url": template.keboola_stack_url,
-                "keboola_component_id": "c",
-                "keboola_configuration_id": "1",
-                "poll_interval_seconds": 7200,
-                "status": JobStatus.ACTIVE.value,
-                "next_check_at": start + timedelta(seconds=3600 + index * 0.36),
-                "created_at": start,
-                "updated_at": start,
-            }
-            for index in range(10_000)
-        ]
-        session.execute(insert(PollingJob.__table__), later)
-        session.execute(
-            update(PollingJob)
-            .where(PollingJob.id == template.id)
-            .values(next_check_at=start + timedelta(seconds=5), last_check_at=start - timedelta(seconds=10))
-        )
+    template_id = _jobs_like_a_template(
+        world,
+        sweeping=True,
+        intervals=[7200] * 10_000,
+        slots=[start + timedelta(seconds=3600 + index * 0.36) for index in range(10_000)],
+        now=start,
+    )
+    _set(world, template_id, next_check_at=start + timedelta(seconds=5), last_check_at=start - timedelta(seconds=10))
     # Earlier tests' deleted jobs would otherwise be read by the planner's look at the ends of the indexes.
     with world.sessions.kw["bind"].connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE polling_jobs"))
@@ -277,4 +265,4 @@ def test_a_claim_reads_the_jobs_it_claims_not_every_job(world) -> None:
             # planned as a scan, a claim read every job twice.
             assert (claimed, read < 500) == ([], True), (run, narrowing, read)
     # Once its slot comes, the job is claimed, by its key's sweep.
-    assert claim(start + timedelta(seconds=6), actions=[CHECK], sweeps=True)[0] == [template.id]
+    assert claim(start + timedelta(seconds=6), actions=[CHECK], sweeps=True)[0] == [template_id]
