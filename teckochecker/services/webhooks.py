@@ -177,14 +177,23 @@ def _mark_due(now: Moment) -> Any:
 def _recorded_and_marked() -> tuple[Any, Any]:
     """PostgreSQL, one statement each at the database's clock: (record only; record, and only if that was new,
     mark the jobs due and announce them to the dispatcher when there are any). Each returns how many rows it
-    recorded, and the second also how many jobs it marked."""
+    recorded, and the second also how many jobs it marked.
+
+    Both also make their transaction commit without waiting for the disk (`synchronous_commit` off, for this
+    transaction only). A transaction that announces holds PostgreSQL's one notification lock from its commit
+    until the commit is on disk, so in a burst each webhook's commit waited for the flush of the one before it
+    (docs/BENCHMARKS.md: most of PostgreSQL's sessions were seen waiting for that lock). What such a commit
+    risks is small: if PostgreSQL itself crashes within
+    a fraction of a second after the answer, the hint and the replay record are lost. The job's next poll
+    then finds the batch (a lost webhook costs at most one interval), and a replay is harmless."""
     now = func.statement_timestamp()
+    unflushed = func.set_config("synchronous_commit", "off", True)
     delivery = _delivery_insert("postgresql", now).cte("delivery")
     recorded = select(func.count()).select_from(delivery).scalar_subquery()
     marked = _mark_due(now).where(exists(select(delivery.c.webhook_id))).returning(_jobs.c.id).cte("marked")
     due = select(func.count()).select_from(marked).scalar_subquery()
     announced = select(announcement()).select_from(marked).limit(1).scalar_subquery()
-    return select(recorded), select(recorded, due, announced)
+    return select(recorded, unflushed), select(recorded, due, announced, unflushed)
 
 
 # Built once: a webhook only binds its values (building and keying a statement per request cost a tenth of it).
@@ -225,8 +234,9 @@ def _record(session: Session, webhook_id: str, event_type: str, secret_id: int, 
             return None
         return mark_batch_jobs_due(session, batch_id, now) if batch_id is not None else 0
     if batch_id is None:
-        return 0 if connection.execute(_RECORD, received).scalar_one() else None
-    recorded, due, _announced = connection.execute(_RECORD_AND_MARK, {**received, "batch_id": batch_id}).one()
+        recorded, _ = connection.execute(_RECORD, received).one()
+        return 0 if recorded else None
+    recorded, due, _announced, _ = connection.execute(_RECORD_AND_MARK, {**received, "batch_id": batch_id}).one()
     return due if recorded else None
 
 
