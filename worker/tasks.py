@@ -107,7 +107,8 @@ class EngineTask(Task):
 def check_job(self: EngineTask, *job_ids: int) -> None:
     """Ask OpenAI about the unfinished batches of a group of jobs that share a key and a lease (or of one job).
 
-    A job whose batches have all finished moves to `triggering`; beat hands it to `trigger_keboola`.
+    A job whose batches have all finished moves to `triggering`, and this task starts its Keboola job (beat
+    hands the jobs of a sweep that found many to `trigger_keboola` instead).
     """
     # The task id is the lease token: it survives retries, and keeps the arguments down to job ids.
     lease_token = self.request.id
@@ -131,12 +132,30 @@ def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) ->
                 lease_token,
                 budget=RequestBudget(runtime.settings.openai_max_requests_per_minute),
                 stats=stats,
+                keep_starts=True,
             )
         )
     for kind, count in stats.requests.items():
         metrics.OPENAI_REQUESTS.labels(kind).inc(count)
     for method, count in stats.refreshed.items():
         metrics.BATCHES_REFRESHED.labels(method).inc(count)
+    starting = [job_id for job_id, outcome in outcomes.items() if outcome.starts_here]
+    if starting:
+        # Started here, not by a trigger task beat would send: a webhook's job starts its Keboola job without
+        # a second trip through beat and the broker. Their transient failures go back to beat, not to the
+        # retry below, which is the check's.
+        started = _through_database_outages(
+            lambda: triggering.start_after_check(
+                runtime.sessions,
+                runtime.vault,
+                runtime.keboola_client,
+                starting,
+                lease_token,
+                retry_delay=runtime.settings.retry_delay,
+            )
+        )
+        for outcome in started.values():
+            metrics.TRIGGERS.labels(outcome.outcome).inc()
     _count_and_retry(self, metrics.CHECKS, outcomes, lease_token)
 
 

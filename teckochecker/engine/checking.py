@@ -32,7 +32,7 @@ from teckochecker.engine.backoff import TransientFailureRules
 from teckochecker.engine.fanout import run_in_parallel
 from teckochecker.engine.keys import RequestBudget, pause_key
 from teckochecker.engine.outcomes import Outcome
-from teckochecker.engine.scheduling import plan_next_check
+from teckochecker.engine.scheduling import START_GROUP_SIZE, plan_next_check
 from teckochecker.engine.sweeping import SWEEP_MIN_WANTED, SweepResult, record_sweep, sweep
 from teckochecker.engine.wakeups import announce_due
 from teckochecker.logs import log_context
@@ -64,6 +64,10 @@ SLOW_ANSWER_SECONDS = 0.3
 HINTS_LOOKED_FOR_EVERY_SECONDS = 0.5
 # A 429 without Retry-After pauses the key for the fleet this long.
 DEFAULT_429_PAUSE_SECONDS = 5.0
+# A group whose check saw the batches of at most this many of its jobs all end keeps them for its own task to
+# start their Keboola jobs (see `run_checks`). More, a sweep's harvest, go to beat, which spreads their starts
+# over the workers in groups of this size.
+STARTS_KEPT_AT_MOST = START_GROUP_SIZE
 
 _jobs = PollingJob.__table__
 _batches = JobBatch.__table__
@@ -129,12 +133,14 @@ class CheckOutcome:
     """What the check of one job led to.
 
     `failure` is set when OpenAI should be asked again (outcome TRANSIENT_ERROR); the job keeps its lease
-    for the retry.
+    for the retry. `starts_here`: the job moved to `triggering` and is still leased to the check's token, for
+    the caller to start its Keboola job (`triggering.start_after_check`).
     """
 
     ran: bool
     outcome: Outcome = Outcome.CHECKED
     failure: TransientError | None = None
+    starts_here: bool = False
 
 
 SKIPPED_OUTCOME = CheckOutcome(ran=False, outcome=Outcome.SKIPPED)
@@ -283,11 +289,17 @@ def run_checks(
     *,
     budget: RequestBudget | None = None,
     stats: RefreshStats | None = None,
+    keep_starts: bool = False,
 ) -> dict[int, CheckOutcome]:
     """Check a group of jobs handed out together under the lease `token`; one outcome per job id.
 
     The group shares its transactions: one to renew the leases and read what to ask, one to store what
     OpenAI said, whatever the group's size.
+
+    With `keep_starts`, the jobs this check moved to `triggering` stay leased to `token` (up to
+    STARTS_KEPT_AT_MOST of them; outcome `starts_here`), so the caller starts their Keboola jobs at once
+    instead of waiting for beat to hand them out again. Should the caller die first, the lease runs out and
+    beat hands the jobs out as if they had never been kept.
     """
     budget = budget or RequestBudget(None)
     stats = stats if stats is not None else RefreshStats()
@@ -314,15 +326,27 @@ def run_checks(
             key = key_of[job.id]
             changed += _apply(job, rows[job.id], key.observed, now)
             outcomes[job.id] = _conclude(job, rows[job.id], key, now)
+        if keep_starts:
+            _keep_for_start(jobs, outcomes, token, now)
         if changed:
             session.execute(_SAVE_BATCH, changed)
         _save(session, jobs)
         for key in keys:
             _remember(session, key, now)
-        if any(job.next_check_at is not None and job.next_check_at <= now for job in jobs):
-            # A job that moved to `triggering`, or that a webhook hinted again while OpenAI answered.
+        if any(job.next_check_at is not None and job.next_check_at <= now and job.lease_token is None for job in jobs):
+            # A job that moved to `triggering` for beat to hand out, or that a webhook hinted again while
+            # OpenAI answered.
             announce_due(session)
     return outcomes
+
+
+def _keep_for_start(jobs: list[_HeldJob], outcomes: dict[int, CheckOutcome], token: str, now: datetime) -> None:
+    finished = [job for job in jobs if outcomes[job.id].outcome is Outcome.ALL_FINISHED]
+    if len(finished) > STARTS_KEPT_AT_MOST:
+        return
+    for job in finished:
+        leases.keep(job, token, now + leases.RUN_LEASE)
+        outcomes[job.id] = CheckOutcome(ran=True, outcome=Outcome.ALL_FINISHED, starts_here=True)
 
 
 def _read_work(session: Session, job_ids: Collection[int], now: datetime) -> list[_KeyWork]:
@@ -585,8 +609,9 @@ def _conclude_check(job: _HeldJob, rows: dict[str, dict[str, Any]], key: _KeyWor
         job.record("recovered", "Checks succeed again")
         job.last_error = None
     if all(row["status"] in BATCH_TERMINAL_STATUSES for row in rows.values()):
-        # The compare-and-set: only the check holding the lease of an active job gets here. Beat hands the
-        # job to one trigger task at its next tick, under a new lease and within the trigger queue's cap.
+        # The compare-and-set: only the check holding the lease of an active job gets here. Its Keboola job
+        # is started by this check's task (see `run_checks`), or else by the trigger task beat hands the job
+        # to at its next tick, under a new lease and within the trigger queue's cap.
         job.status = JobStatus.TRIGGERING.value
         job.next_check_at = now
         job.record("triggering", "Every batch has finished; starting the Keboola job")

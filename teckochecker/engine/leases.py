@@ -175,3 +175,10 @@ def release(job: Leased) -> None:
     """Give the job up: the dispatcher may hand it out again when it is due."""
     job.lease_token = None
     job.lease_until = None
+
+
+def keep(job: Leased, token: str, until: datetime) -> None:
+    """Hold the job under `token` until `until` for the holder's next step (the check that saw its batches end
+    starts its Keboola job); no one else may take it meanwhile, and if the holder dies it is free at `until`."""
+    job.lease_token = token
+    job.lease_until = until

@@ -28,7 +28,7 @@ from teckochecker.clients.keboola_hosts import UnsafeEndpointError
 from teckochecker.clients.keboola_queue import KeboolaJob, KeboolaQueueClient, batch_variables
 from teckochecker.db import database_now, session_scope
 from teckochecker.engine import leases
-from teckochecker.engine.backoff import TransientFailureRules
+from teckochecker.engine.backoff import TransientFailureRules, retry_wait
 from teckochecker.engine.fanout import run_in_parallel
 from teckochecker.engine.outcomes import Outcome
 from teckochecker.models import BATCH_SUCCEEDED_STATUSES, JobBatch, JobStatus, PollingJob, Secret
@@ -280,6 +280,30 @@ def run_starts(
     return outcomes
 
 
+def start_after_check(
+    sessions: sessionmaker[Session],
+    vault: Vault,
+    keboola_client: KeboolaClientFactory,
+    job_ids: Sequence[int],
+    lease_token: str,
+    *,
+    retry_delay: float,
+) -> dict[int, TriggerOutcome]:
+    """Start the Keboola jobs of jobs the caller's check just moved to `triggering` and kept under its lease
+    (`checking.run_checks(keep_starts=True)`), exactly as a trigger task would.
+
+    A transient failure is not retried here, in the check's task: the job is planned again after the first
+    retry's wait and beat hands it to a trigger task, whose retries then run as for any other start. After an
+    answer that leaves unknown whether Keboola started a job, that task first searches for it.
+    """
+    outcomes = run_starts(sessions, vault, keboola_client, job_ids, lease_token)
+    for job_id, outcome in outcomes.items():
+        if outcome.failure is not None:
+            wait = retry_wait(0, retry_delay, outcome.failure.retry_after)
+            _plan_again(sessions, job_id, lease_token, wait, f"Could not start the Keboola job yet: {outcome.failure}")
+    return outcomes
+
+
 def _finish(
     sessions: sessionmaker[Session],
     held: Collection[int],
@@ -463,10 +487,15 @@ def give_up_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: s
 
 def defer_trigger(sessions: sessionmaker[Session], job_id: int, lease_token: str, wait: float, message: str) -> None:
     """Keboola asked for a wait too long for the broker: come back to the job after it."""
+    _plan_again(sessions, job_id, lease_token, wait, f"Keboola asked us to wait: {message}")
+
+
+def _plan_again(sessions: sessionmaker[Session], job_id: int, lease_token: str, wait: float, error: str) -> None:
+    """Give the job back to beat, due `wait` seconds from now, with `error` as its last error."""
     with session_scope(sessions) as session:
         row = _held_one(session, job_id, lease_token)
         if row is not None:
-            row.last_error = f"Keboola asked us to wait: {message}"
+            row.last_error = error
             row.next_check_at = database_now(session) + timedelta(seconds=wait)
             leases.release(row)
             _save(session, [row])

@@ -5,9 +5,16 @@ from sqlalchemy import select, update
 
 from teckochecker.clients.keboola_queue import batch_variables
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.checking import run_checks
+from teckochecker.engine.checking import STARTS_KEPT_AT_MOST, run_checks
+from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.engine.scheduling import FOLLOW, START, claim_due_jobs
-from teckochecker.engine.triggering import STARTS_IN_FLIGHT, give_up_trigger, run_follows, run_starts
+from teckochecker.engine.triggering import (
+    STARTS_IN_FLIGHT,
+    give_up_trigger,
+    run_follows,
+    run_starts,
+    start_after_check,
+)
 from teckochecker.models import JobEvent, JobStatus, PollingJob
 from teckochecker.services.jobs import get_job, retry_job
 from tests.engine.conftest import KEBOOLA_TOKEN, InFlight
@@ -245,3 +252,101 @@ def test_a_group_starts_its_keboola_jobs_several_at_once_never_more_than_its_cap
     assert {outcome.outcome for outcome in outcomes.values()} == {"started"}
     started = {job["body"]["config"] for job in control.keboola_jobs()}
     assert started == {f"burst-{n}" for n in range(12)}, "each job started exactly once"
+
+
+def _checked_keeping_starts(world, outcomes: dict[str, str]) -> tuple[int, str]:
+    """A job whose batches all finished, checked by a task that starts Keboola jobs itself; (job id, its token)."""
+    for batch_id, status in outcomes.items():
+        world.simulator.control.create_batch(batch_id=batch_id, final_status=status, duration=0)
+    job_id = world.create_job(list(outcomes))
+    with session_scope(world.sessions) as session:
+        [claim] = claim_due_jobs(session, now=utcnow())
+    checked = run_checks(
+        world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token, keep_starts=True
+    )
+    assert checked[job_id].outcome == "all_finished" and checked[job_id].starts_here
+    return job_id, claim.lease_token
+
+
+def _start_after_check(world, job_id: int, token: str) -> str:
+    outcomes = start_after_check(
+        world.sessions, world.vault, world.keboola_client, [job_id], token, retry_delay=world.settings.retry_delay
+    )
+    return outcomes[job_id].outcome
+
+
+def test_the_check_that_sees_the_batches_end_starts_the_keboola_job_with_no_trip_through_beat(world) -> None:
+    control = world.simulator.control
+    job_id, token = _checked_keeping_starts(world, {"batch_ok": "completed", "batch_bad": "failed"})
+    with session_scope(world.sessions) as session:
+        assert claim_due_jobs(session, now=utcnow()) == [], "the check's task holds the job for its start"
+
+    assert _start_after_check(world, job_id, token) == "started"
+
+    [keboola_job] = control.keboola_jobs()
+    variables = _variables(keboola_job)
+    assert json.loads(variables["batch_ids_completed"]) == ["batch_ok"]
+    assert json.loads(variables["batch_ids_failed"]) == ["batch_bad"]
+    job, kinds = _job(world, job_id)
+    assert job.keboola_job_id == keboola_job["id"] and job.lease_token is None
+    assert job.next_check_at > utcnow(), "followed at its next look, not started again"
+    assert kinds[-2:] == ["triggering", "keboola_started"]
+
+
+def test_a_chained_start_that_fails_transiently_goes_back_to_beat_which_finds_the_job_not_starts_another(
+    world,
+) -> None:
+    control = world.simulator.control
+    control.configure(job_duration=0)
+    job_id, token = _checked_keeping_starts(world, {"batch_ok": "completed"})
+    # Keboola creates the job, then its answer is lost in a 503.
+    control.add_fault("/jobs", method="POST", status=503, after=True, count=1)
+
+    assert _start_after_check(world, job_id, token) == "transient_error"
+
+    job, _ = _job(world, job_id)
+    assert job.status == JobStatus.TRIGGERING and job.lease_token is None and job.keboola_job_id is None
+    assert job.trigger_attempted_at is not None, "a job may exist: whoever starts next must look for it first"
+    assert job.last_error.startswith("Could not start the Keboola job yet") and KEBOOLA_TOKEN not in job.last_error
+    first_retry = timedelta(seconds=world.settings.retry_delay / 2)
+    assert job.next_check_at >= utcnow() + first_retry - timedelta(seconds=5)
+    with session_scope(world.sessions) as session:
+        assert claim_due_jobs(session, now=utcnow()) == [], "not before the retry's wait"
+        [claim] = claim_due_jobs(session, now=job.next_check_at + timedelta(seconds=1))
+    assert claim.action == START
+
+    assert _trigger(world, job_id, claim.lease_token) == "finished_success"
+    job, _ = _job(world, job_id)
+    assert len(control.keboola_jobs()) == 1 and job.status == JobStatus.COMPLETED
+
+
+def test_a_check_whose_task_dies_before_the_start_leaves_the_job_to_beat_once_its_lease_ends(world) -> None:
+    control = world.simulator.control
+    job_id, _token = _checked_keeping_starts(world, {"batch_ok": "completed"})
+    # The task was killed here, after the check's commit: nothing marks an attempt, nothing was sent.
+    with session_scope(world.sessions) as session:
+        assert claim_due_jobs(session, now=utcnow() + RUN_LEASE - timedelta(seconds=5)) == []
+        [claim] = claim_due_jobs(session, now=utcnow() + RUN_LEASE + timedelta(seconds=1))
+    assert claim.action == START
+
+    assert _start(world, job_id, claim.lease_token) == "started"
+    assert len(control.keboola_jobs()) == 1
+
+
+def test_a_group_that_saw_more_jobs_end_than_a_start_group_leaves_their_starts_to_beat(world) -> None:
+    """A sweep's harvest: beat spreads the starts over the workers instead of one task starting them all."""
+    count = STARTS_KEPT_AT_MOST + 1
+    batch_ids = [f"batch_harvest_{n}" for n in range(count)]
+    world.simulator.control.create_batches([{"id": b, "final_status": "completed", "duration": 0} for b in batch_ids])
+    job_ids = [world.create_job([batch_id]) for batch_id in batch_ids]
+    with session_scope(world.sessions) as session:
+        token = claim_due_jobs(session, now=utcnow())[0].lease_token
+        session.execute(update(PollingJob).values(lease_token=token))
+
+    outcomes = run_checks(world.sessions, world.vault, world.openai_client, job_ids, token, keep_starts=True)
+
+    assert {outcome.outcome for outcome in outcomes.values()} == {"all_finished"}
+    assert not any(outcome.starts_here for outcome in outcomes.values())
+    with session_scope(world.sessions) as session:
+        claims = claim_due_jobs(session, now=utcnow())
+    assert {claim.job_id for claim in claims} == set(job_ids) and {claim.action for claim in claims} == {START}
