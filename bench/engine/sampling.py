@@ -54,21 +54,30 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def _used(fields: list[str], *, reaped: bool) -> int:
+    """Clock ticks from /proc/PID/stat's fields after the command: utime + stime, and with `reaped` also
+    cutime + cstime, what the process's exited and waited-for children used (a database backend that served
+    one connection and closed, a worker's child). Without them a process that exits between two snapshots
+    takes its CPU with it, and a difference of snapshots can even come out negative."""
+    return int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped else 0)
+
+
 def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
-    """utime + stime of the process and (by default) its live descendants."""
+    """CPU seconds of the process and (by default) its descendants, live or exited."""
     total = 0
     for member in _tree(pid) if descendants else [pid]:
         try:
             with open(f"/proc/{member}/stat") as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += _used(fields, reaped=descendants)
         except (OSError, IndexError, ValueError):
             pass
     return total / CLK_TCK
 
 
 def cpu_by_command(names: tuple[str, ...]) -> float:
-    """CPU seconds of every process whose command name is one of `names` (postgres, redis-server)."""
+    """CPU seconds of every process whose command name is one of `names` (postgres, redis-server), with what
+    their exited children used (PostgreSQL's closed connections' backends)."""
     total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -81,7 +90,7 @@ def cpu_by_command(names: tuple[str, ...]) -> float:
         comm = raw[raw.find("(") + 1 : raw.rfind(")")]
         if any(comm.startswith(name) for name in names):
             fields = raw.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += _used(fields, reaped=True)
     return total / CLK_TCK
 
 
