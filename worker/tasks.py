@@ -152,6 +152,7 @@ def _check_jobs(self: EngineTask, job_ids: tuple[int, ...], lease_token: str) ->
                 starting,
                 lease_token,
                 retry_delay=runtime.settings.retry_delay,
+                max_retries=runtime.settings.max_retries,
             )
         )
         for outcome in started.values():

@@ -288,17 +288,23 @@ def start_after_check(
     lease_token: str,
     *,
     retry_delay: float,
+    max_retries: int,
 ) -> dict[int, TriggerOutcome]:
     """Start the Keboola jobs of jobs the caller's check just moved to `triggering` and kept under its lease
     (`checking.run_checks(keep_starts=True)`), exactly as a trigger task would.
 
     A transient failure is not retried here, in the check's task: the job is planned again after the first
     retry's wait and beat hands it to a trigger task, whose retries then run as for any other start. After an
-    answer that leaves unknown whether Keboola started a job, that task first searches for it.
+    answer that leaves unknown whether Keboola started a job, that task first searches for it. With no
+    retries allowed (`max_retries` 0) the job fails at once, as a trigger task's would.
     """
     outcomes = run_starts(sessions, vault, keboola_client, job_ids, lease_token)
     for job_id, outcome in outcomes.items():
-        if outcome.failure is not None:
+        if outcome.failure is None:
+            continue
+        if max_retries <= 0:
+            give_up_trigger(sessions, job_id, lease_token, f"{outcome.failure} (gave up after 0 retries)")
+        else:
             wait = retry_wait(0, retry_delay, outcome.failure.retry_after)
             _plan_again(sessions, job_id, lease_token, wait, f"Could not start the Keboola job yet: {outcome.failure}")
     return outcomes

@@ -268,9 +268,15 @@ def _checked_keeping_starts(world, outcomes: dict[str, str]) -> tuple[int, str]:
     return job_id, claim.lease_token
 
 
-def _start_after_check(world, job_id: int, token: str) -> str:
+def _start_after_check(world, job_id: int, token: str, *, max_retries: int = 3) -> str:
     outcomes = start_after_check(
-        world.sessions, world.vault, world.keboola_client, [job_id], token, retry_delay=world.settings.retry_delay
+        world.sessions,
+        world.vault,
+        world.keboola_client,
+        [job_id],
+        token,
+        retry_delay=world.settings.retry_delay,
+        max_retries=max_retries,
     )
     return outcomes[job_id].outcome
 
@@ -318,6 +324,19 @@ def test_a_chained_start_that_fails_transiently_goes_back_to_beat_which_finds_th
     assert _trigger(world, job_id, claim.lease_token) == "finished_success"
     job, _ = _job(world, job_id)
     assert len(control.keboola_jobs()) == 1 and job.status == JobStatus.COMPLETED
+
+
+def test_with_no_retries_allowed_a_chained_start_that_fails_transiently_fails_the_job_as_a_trigger_task_would(
+    world,
+) -> None:
+    world.simulator.control.add_fault("/jobs", method="POST", status=503, count=1)
+    job_id, token = _checked_keeping_starts(world, {"batch_ok": "completed"})
+
+    assert _start_after_check(world, job_id, token, max_retries=0) == "transient_error"
+
+    job, kinds = _job(world, job_id)
+    assert job.status == JobStatus.FAILED and kinds[-1] == "failed"
+    assert job.last_error.startswith("Could not start the Keboola job") and "gave up after 0 retries" in job.last_error
 
 
 def test_a_check_whose_task_dies_before_the_start_leaves_the_job_to_beat_once_its_lease_ends(world) -> None:

@@ -62,6 +62,9 @@ def test_the_whole_life_of_jobs(engine_installation) -> None:
     beat_metrics = requests.get(f"http://127.0.0.1:{beat_port}/metrics", timeout=5).text
     assert 'teckochecker_checks_total{outcome="all_finished"} 2.0' in worker_metrics
     assert 'teckochecker_keboola_triggers_total{outcome="finished_success"}' in worker_metrics
+    # Each Keboola job was started by the check that saw its batches end: beat handed out no start.
+    assert 'teckochecker_keboola_triggers_total{outcome="started"} 2.0' in worker_metrics
+    assert 'teckochecker_dispatched_total{action="start"}' not in beat_metrics
     assert "teckochecker_check_duration_seconds_count" in worker_metrics
     assert 'teckochecker_dispatched_total{action="check"}' in beat_metrics
     assert "teckochecker_scheduling_lag_seconds_bucket" in beat_metrics
