@@ -216,7 +216,7 @@ class _HeldJob:
 
 
 def _hold(session: Session, job_ids: Collection[int], token: str) -> list[_HeldJob]:
-    rows = _HELD.hold(session, job_ids, token)
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": token})
     return sorted((_HeldJob(*row) for row in rows), key=lambda job: job.id)
 
 

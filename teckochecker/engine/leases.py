@@ -14,7 +14,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Result, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from teckochecker.db import database_now, session_scope
@@ -59,26 +59,17 @@ _RENEW = (
 )
 
 
-class Hold:
-    """Lock the rows of `job_ids` still leased to `token` for the rest of the transaction, returning `returning`.
-
-    On PostgreSQL a `SELECT … FOR UPDATE`: a row lock, with no new version of the row. SQLite has no row locks,
-    so there it is a write that changes nothing, which takes the database's write lock. (The write was once
-    used on PostgreSQL too: two extra versions of every job's row, with their index entries, per check and
-    start.)
-    """
-
-    def __init__(self, *returning: ColumnElement[Any]) -> None:
-        leased = (_jobs.c.id.in_(bindparam("job_ids", expanding=True)), held_by(bindparam("token")))
-        self._lock = select(*returning).where(*leased).with_for_update()
-        self._write = update(_jobs).where(*leased).values(lease_token=bindparam("token")).returning(*returning)
-
-    def __call__(self, session: Session, job_ids: Collection[int], token: str) -> Result[Any]:
-        statement = self._lock if session.get_bind().dialect.name == "postgresql" else self._write
-        return session.execute(statement, {"job_ids": list(job_ids), "token": token})
+def hold_statement(*returning: ColumnElement[Any]) -> Update:
+    """Lock the rows of `job_ids` still leased to `token` (a write, portable to SQLite), returning `returning`."""
+    return (
+        update(_jobs)
+        .where(_jobs.c.id.in_(bindparam("job_ids", expanding=True)), held_by(bindparam("token")))
+        .values(lease_token=bindparam("token"))
+        .returning(*returning)
+    )
 
 
-_HOLD = Hold(_jobs.c.id)
+_HOLD = hold_statement(_jobs.c.id)
 
 
 class HeldRows:
@@ -88,7 +79,7 @@ class HeldRows:
 
     def __init__(self, *columns: ColumnElement[Any]) -> None:
         self.columns = columns
-        self.hold = Hold(_jobs.c.id, *columns)
+        self.hold = hold_statement(_jobs.c.id, *columns)
         # Parameters named after their columns are reserved by SQLAlchemy in SET clauses, hence the prefix.
         self._save = (
             update(_jobs)
@@ -170,7 +161,7 @@ def hand_back_hinted(session: Session, token: str) -> set[int]:
 
 def hold(session: Session, job_id: int, token: str) -> bool:
     """Lock the job's row for this transaction if we hold its lease (whatever its status now)."""
-    return _HOLD(session, [job_id], token).first() is not None
+    return session.execute(_HOLD, {"job_ids": [job_id], "token": token}).first() is not None
 
 
 class Leased(Protocol):

@@ -191,7 +191,7 @@ def _read_plans(session: Session, job_ids: Collection[int]) -> list[_Trigger]:
 
 
 def _hold(session: Session, job_ids: Collection[int], lease_token: str) -> dict[int, _HeldRow]:
-    rows = _HELD.hold(session, job_ids, lease_token)
+    rows = session.execute(_HELD.hold, {"job_ids": list(job_ids), "token": lease_token})
     return {row.id: _HeldRow(*row) for row in rows}
 
 
