@@ -155,6 +155,18 @@ def vault(settings: Settings):
     return Vault(settings.secret_key)
 
 
+@pytest.fixture
+def signing_secret(session: Session, vault) -> str:
+    """An OpenAI webhook signing secret, stored as `openai-webhook`; its value, to sign deliveries with."""
+    from teckochecker.services.secrets import add_secret
+    from tests.webhook_signing import new_signing_secret
+
+    secret = new_signing_secret()
+    add_secret(session, vault, name="openai-webhook", type="openai_webhook", value=secret)
+    session.commit()
+    return secret
+
+
 @pytest.fixture(scope="session")
 def running_simulator() -> Iterator[RunningSimulator]:
     """The OpenAI + Keboola simulator on a free loopback port, for the whole run."""

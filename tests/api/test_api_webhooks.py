@@ -27,14 +27,6 @@ URL = "/api/webhooks/openai"
 FAR = timedelta(hours=1)
 
 
-@pytest.fixture
-def signing_secret(session: Session, vault: Vault) -> str:
-    secret = new_signing_secret()
-    add_secret(session, vault, name="openai-webhook", type="openai_webhook", value=secret)
-    session.commit()
-    return secret
-
-
 def _job(session: Session, settings: Settings, vault: Vault, batch_ids: list[str], name: str = "watcher") -> int:
     if session.scalar(select(func.count()).where(PollingJob.id > 0)) == 0:
         add_secret(session, vault, name="openai", type="openai", value="sk-webhook-test-key-000")

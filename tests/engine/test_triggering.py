@@ -5,7 +5,7 @@ from sqlalchemy import select, update
 
 from teckochecker.clients.keboola_queue import batch_variables
 from teckochecker.db import session_scope, utcnow
-from teckochecker.engine.checking import STARTS_KEPT_AT_MOST, run_checks
+from teckochecker.engine.checking import STARTS_KEPT_AT_MOST, CheckOutcome, run_checks
 from teckochecker.engine.leases import RUN_LEASE
 from teckochecker.engine.scheduling import FOLLOW, START, claim_due_jobs
 from teckochecker.engine.triggering import (
@@ -20,15 +20,24 @@ from teckochecker.services.jobs import get_job, retry_job
 from tests.engine.conftest import KEBOOLA_TOKEN, InFlight
 
 
-def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
-    """A job whose batches all finished, handed to the trigger by a real check."""
+def _checked(world, outcomes: dict[str, str], *, keep_starts: bool = False) -> tuple[int, str, CheckOutcome]:
+    """A job whose batches all finished with `outcomes`, checked by a real check: (job id, the check's token,
+    the check's outcome)."""
     for batch_id, status in outcomes.items():
         world.simulator.control.create_batch(batch_id=batch_id, final_status=status, duration=0)
     job_id = world.create_job(list(outcomes))
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow())
-    outcome = run_checks(world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token)[job_id]
-    assert outcome.outcome == "all_finished"
+    checked = run_checks(
+        world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token, keep_starts=keep_starts
+    )
+    assert checked[job_id].outcome == "all_finished"
+    return job_id, claim.lease_token, checked[job_id]
+
+
+def _triggering_job(world, outcomes: dict[str, str]) -> tuple[int, str]:
+    """A job whose batches all finished, handed to the trigger by a real check."""
+    job_id, _, _ = _checked(world, outcomes)
     # Beat's next tick hands the job to one trigger task.
     with session_scope(world.sessions) as session:
         [claim] = claim_due_jobs(session, now=utcnow())
@@ -256,16 +265,9 @@ def test_a_group_starts_its_keboola_jobs_several_at_once_never_more_than_its_cap
 
 def _checked_keeping_starts(world, outcomes: dict[str, str]) -> tuple[int, str]:
     """A job whose batches all finished, checked by a task that starts Keboola jobs itself; (job id, its token)."""
-    for batch_id, status in outcomes.items():
-        world.simulator.control.create_batch(batch_id=batch_id, final_status=status, duration=0)
-    job_id = world.create_job(list(outcomes))
-    with session_scope(world.sessions) as session:
-        [claim] = claim_due_jobs(session, now=utcnow())
-    checked = run_checks(
-        world.sessions, world.vault, world.openai_client, [job_id], claim.lease_token, keep_starts=True
-    )
-    assert checked[job_id].outcome == "all_finished" and checked[job_id].starts_here
-    return job_id, claim.lease_token
+    job_id, token, outcome = _checked(world, outcomes, keep_starts=True)
+    assert outcome.starts_here
+    return job_id, token
 
 
 def _start_after_check(world, job_id: int, token: str, *, max_retries: int = 3) -> str:

@@ -15,20 +15,12 @@ from teckochecker.services import webhooks
 from teckochecker.services.jobs import JobDraft, create_job
 from teckochecker.services.secrets import add_secret
 from teckochecker.vault import Vault
-from tests.webhook_signing import batch_event, new_signing_secret, signed
+from tests.webhook_signing import batch_event, signed
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 ROWS_READ_SO_FAR = text(
     "SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'polling_jobs'"
 )
-
-
-@pytest.fixture
-def signing_secret(session: Session, vault: Vault) -> str:
-    secret = new_signing_secret()
-    add_secret(session, vault, name="openai-webhook", type="openai_webhook", value=secret)
-    session.commit()
-    return secret
 
 
 def _watchers(session: Session, settings: Settings, vault: Vault, count: int) -> None:
