@@ -183,9 +183,9 @@ def _recorded_and_marked() -> tuple[Any, Any]:
     transaction only). A transaction that announces holds PostgreSQL's one notification lock from its commit
     until the commit is on disk, so in a burst each webhook's commit waited for the flush of the one before it
     (docs/BENCHMARKS.md: most of PostgreSQL's sessions were seen waiting for that lock). What such a commit
-    risks is small: if PostgreSQL itself crashes within
-    a fraction of a second after the answer, the hint and the replay record are lost. The job's next poll
-    then finds the batch (a lost webhook costs at most one interval), and a replay is harmless."""
+    risks is small: if PostgreSQL itself crashes within a fraction of a second after the answer, the hint and
+    the replay record are lost. The job's next poll then finds the batch (a lost webhook costs at most one
+    interval), and a replay is harmless."""
     now = func.statement_timestamp()
     unflushed = func.set_config("synchronous_commit", "off", True)
     delivery = _delivery_insert("postgresql", now).cte("delivery")

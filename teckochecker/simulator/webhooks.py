@@ -244,7 +244,7 @@ class WebhookSender:
         if session is None:
             session = self._session.value = requests.Session()
             # The receiver is the URL we were given: no proxy or .netrc from the environment, and no lookup of
-            # them per post (in a burst of webhooks those lookups were a tenth of the simulator's work).
+            # them for every post.
             session.trust_env = False
         return session
 
