@@ -15,7 +15,9 @@ A key whose batches are refreshed by list sweeps (see `sweeping`) is handed out 
 its jobs is due within the sweep's lead time, every job of that key due within SWEEP_WINDOW of an interval
 is claimed at once, as one group, so one sweep checks them all. Those jobs are checked a little early,
 never late, and keep their own grids. A job checked less than half an interval ago (late, after an outage)
-waits for its own slot instead: a sweep never checks a job twice within half an interval. A job that a
+is not taken ahead: a sweep never checks a job twice within half an interval. Once due, it waits for its
+key's next sweep, which starts within half an interval of that check, rather than start a small sweep of
+its own. A job that a
 webhook hinted at (`hinted_at`) is the exception: it is due at once and checked in an ordinary group, so a
 finished batch is seen in a second rather than after a sweep of its key's whole window.
 
@@ -72,24 +74,29 @@ _keys = OpenAIKeyState.__table__
 # a check is the first slot on its grid at least half an interval after now, as in `plan_next_check`.
 # Rows are found in two index range scans, so a claim reads what it claims, not every job: `due` (jobs whose
 # slot has come) and `ahead` (the jobs a sweep starting now checks before their slots, read only for the
-# keys in `sweeping`: those with a job due within the sweep's lead that the sweep may take, so a key whose
-# only job due soon was checked moments ago is not scanned on every claim).
+# keys in `sweeping` that start a sweep now: those with a job due within the sweep's lead that the sweep may
+# take, so a key whose only job due soon was checked moments ago is not scanned on every claim). A swept key's
+# due jobs that were checked moments ago (late: their check waited in a queue, or their sweep ran long) wait
+# for the key's next sweep rather than start one of their own: started for them, sweeps came once a tick,
+# each wanting a tick's worth of jobs, too few to pay for their pages, and a key under load fell back from
+# sweeps to single GETs. They wait at most until half an interval has passed since their check, when they
+# start the sweep themselves.
 _CLAIM_MANY = (
     text(
         """
 WITH sweeping AS MATERIALIZED (
-    SELECT k.secret_id, k.sweep_lead_seconds AS lead
+    SELECT k.secret_id, k.sweep_lead_seconds AS lead, due_soon.found IS NOT NULL AS starts
     FROM openai_key_states AS k
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM polling_jobs AS d
+    LEFT JOIN LATERAL (
+        SELECT 1 AS found FROM polling_jobs AS d
         WHERE d.openai_secret_id = k.secret_id AND d.status = 'active'
           AND d.next_check_at <= :now + make_interval(secs => k.sweep_lead_seconds)
           AND d.hinted_at IS NULL
           AND (d.lease_until IS NULL OR d.lease_until <= :now)
-          AND (d.next_check_at <= :now OR d.last_check_at IS NULL
+          AND (d.last_check_at IS NULL
                OR d.last_check_at <= :now - make_interval(secs => d.poll_interval_seconds * :half))
         ORDER BY d.next_check_at
-        LIMIT 1) AS due_soon
+        LIMIT 1) AS due_soon ON true
     WHERE k.sweep_mode AND :checks
 ),
 due AS (
@@ -102,7 +109,8 @@ due AS (
     LEFT JOIN sweeping AS s ON s.secret_id = j.openai_secret_id AND j.status = 'active' AND j.hinted_at IS NULL
     WHERE j.next_check_at <= :now
       AND (j.lease_until IS NULL OR j.lease_until <= :now)
-      AND ((j.status = 'active' AND :checks AND (CASE WHEN s.secret_id IS NULL THEN :plain ELSE :swept END))
+      AND ((j.status = 'active' AND :checks
+            AND (CASE WHEN s.secret_id IS NULL THEN :plain WHEN s.starts THEN :swept ELSE false END))
            OR (j.status = 'triggering' AND j.keboola_job_id IS NULL AND :starts)
            OR (j.status = 'triggering' AND j.keboola_job_id IS NOT NULL AND :follows))
     ORDER BY j.next_check_at
@@ -115,7 +123,7 @@ ahead AS (
         SELECT j.id, j.next_check_at, j.poll_interval_seconds, 'check' AS action, j.openai_secret_id AS group_key,
                true AS swept
         FROM polling_jobs AS j
-        WHERE :swept
+        WHERE :swept AND s.starts
           AND j.openai_secret_id = s.secret_id AND j.status = 'active'
           AND j.next_check_at > :now
           AND j.next_check_at <= :now + make_interval(secs => s.lead + j.poll_interval_seconds * :window)
@@ -312,9 +320,10 @@ def _action_of(candidate: Any) -> str:
     return START if candidate.keboola_job_id is None else FOLLOW
 
 
-def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
-    """Sweeping keys with a job due within their lead that a sweep may take: the lead, by key id (SQLite)."""
-    windows = {}
+def _sweep_windows(session: Session, now: datetime) -> dict[int, float | None]:
+    """Every sweeping key, by id: its lead if it has a job due within the lead that a sweep may take (a sweep
+    starts now), None if not (its due jobs wait for its next sweep). SQLite."""
+    windows: dict[int, float | None] = {}
     for key_id, lead in session.execute(_SWEEPING_KEYS):
         due_soon = (
             select(_jobs.c.next_check_at, _jobs.c.last_check_at, _jobs.c.poll_interval_seconds)
@@ -327,22 +336,30 @@ def _sweep_windows(session: Session, now: datetime) -> dict[int, float]:
             )
             .order_by(_jobs.c.next_check_at)
         )
-        if any(job.next_check_at <= now or not _checked_recently(job, now) for job in session.execute(due_soon)):
-            windows[key_id] = lead
+        starts = any(not _checked_recently(job, now) for job in session.execute(due_soon))
+        windows[key_id] = lead if starts else None
     return windows
 
 
-def _sweep_lead(candidate: Any, windows: dict[int, float]) -> float | None:
-    """The lead of the sweep that would check this candidate, or None when it is checked on its own."""
-    if candidate.status != JobStatus.ACTIVE or candidate.hinted_at is not None:
-        return None
-    return windows.get(candidate.openai_secret_id)
+def _swept(candidate: Any, windows: dict[int, float | None]) -> bool:
+    """Whether this candidate is checked by its key's sweep (now or, while it waits, the next one)."""
+    return (
+        candidate.status == JobStatus.ACTIVE and candidate.hinted_at is None and candidate.openai_secret_id in windows
+    )
 
 
-def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, float]) -> list[Any]:
+def _sweep_lead(candidate: Any, windows: dict[int, float | None]) -> float | None:
+    """The lead of the sweep starting now that checks this candidate, or None (checked on its own, or
+    waiting for its key's next sweep)."""
+    return windows[candidate.openai_secret_id] if _swept(candidate, windows) else None
+
+
+def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, float | None]) -> list[Any]:
     kept = []
     for candidate in candidates:
         lead = _sweep_lead(candidate, windows)
+        if lead is None and _swept(candidate, windows):
+            continue
         horizon = (
             now if lead is None else now + timedelta(seconds=lead + candidate.poll_interval_seconds * SWEEP_WINDOW)
         )
@@ -359,11 +376,11 @@ def _checked_recently(candidate: Any, now: datetime) -> bool:
     return last is not None and now - last < timedelta(seconds=candidate.poll_interval_seconds / 2)
 
 
-def _wanted(candidate: Any, windows: dict[int, float], sweeps: bool | None) -> bool:
+def _wanted(candidate: Any, windows: dict[int, float | None], sweeps: bool | None) -> bool:
     return sweeps is None or (_sweep_lead(candidate, windows) is not None) == sweeps
 
 
-def _group_tokens(candidates: list[Any], windows: dict[int, float]) -> list[str]:
+def _group_tokens(candidates: list[Any], windows: dict[int, float | None]) -> list[str]:
     """A token per candidate, grouped by action and key up to each action's group size, as on PostgreSQL."""
     tokens = []
     groups: dict[tuple[str, int, bool], tuple[str, int]] = {}
@@ -393,13 +410,14 @@ def _claim_one_by_one(
     session: Session, now: datetime, limit: int, actions: Collection[str], sweeps: bool | None
 ) -> list[Claim]:
     windows = _sweep_windows(session, now) if CHECK in actions else {}
+    starting = {key_id: lead for key_id, lead in windows.items() if lead is not None}
     horizon = now
-    if windows:
-        # The widest window any job of a sweeping key has; each job is then held to its own.
+    if starting:
+        # The widest window any job of a starting sweep has; each job is then held to its own.
         longest = session.scalar(
-            select(func.max(_jobs.c.poll_interval_seconds)).where(_jobs.c.openai_secret_id.in_(list(windows)))
+            select(func.max(_jobs.c.poll_interval_seconds)).where(_jobs.c.openai_secret_id.in_(list(starting)))
         )
-        horizon = now + timedelta(seconds=max(windows.values()) + (longest or 0) * SWEEP_WINDOW)
+        horizon = now + timedelta(seconds=max(starting.values()) + (longest or 0) * SWEEP_WINDOW)
     rows = session.execute(
         _CANDIDATES, {"statuses": _statuses(actions), "horizon": horizon, "now": now, "limit": limit}
     ).all()

@@ -268,10 +268,11 @@ def pause_job(session: Session, job: PollingJob) -> PollingJob:
 
 def check_now(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
     """Make an active job due now: beat hands it to a worker as soon as this commits (PostgreSQL), or at its
-    next tick (within a quarter of a second, SQLite)."""
+    next tick (within a quarter of a second, SQLite). Like a webhook, the request is a hint: the job is checked
+    on its own, not in its key's next list sweep, and again after a check already running."""
     if job.status != JobStatus.ACTIVE:
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be checked")
-    job.next_check_at = now or utcnow()
+    job.next_check_at = job.hinted_at = now or utcnow()
     record_event(session, job, "check_requested", "Check requested now")
     session.flush()
     announce_due(session)

@@ -14,6 +14,7 @@ from teckochecker.engine.keys import RequestBudget, ensure_key_states
 from teckochecker.engine.scheduling import CHECK, SWEEP_WINDOW, Dispatch, claim_due_jobs, group_claims
 from teckochecker.engine.sweeping import SWEEP_MIN_WATCHED, SWEEP_PROBE_PAGES, refresh_sweep_modes
 from teckochecker.models import JobBatch, JobStatus, OpenAIKeyState, PollingJob, Secret
+from teckochecker.services.jobs import check_now, get_job
 from teckochecker.services.secrets import add_secret
 from teckochecker.services.webhooks import mark_batch_jobs_due
 
@@ -228,6 +229,52 @@ def test_a_sweeping_key_hands_out_the_jobs_of_its_window_in_one_group_and_keeps_
     assert _claim_checks(world, now + timedelta(seconds=20)) == []
     later = _claim_checks(world, now + timedelta(seconds=window))
     assert len({c.lease_token for c in later}) == 1 and min(c.job_id for c in later) == job_ids[int(window) + 1]
+
+
+def _checked_late(world, *, now: datetime) -> int:
+    """A job of the key whose slot comes in a second, checked 10 s ago: late, after its previous slot (its
+    check waited in a queue, or its sweep ran long), so a sweep may not take it ahead of its slot."""
+    [late] = _add_jobs(world, ["batch_late"], interval=100, due_in=[1.0], now=now)
+    with session_scope(world.sessions) as session:
+        session.execute(
+            update(PollingJob).where(PollingJob.id == late).values(last_check_at=now - timedelta(seconds=10))
+        )
+    return late
+
+
+def test_a_job_checked_late_waits_for_its_keys_next_sweep_instead_of_starting_one_of_its_own(world) -> None:
+    """Started for each such job, a sweep came once a tick and wanted a tick's worth of jobs: too few to pay
+    for its pages, so a key under load fell back to single GETs. The job waits for the next sweep, at most
+    until half an interval has passed since its check, when it starts the sweep itself."""
+    now = utcnow()
+    window = 2 + 100 * SWEEP_WINDOW
+    # The key's other jobs are due from 60 s on, one a second: none is within the sweep's lead before 58 s.
+    others = _add_jobs(
+        world, [f"batch_o{n}" for n in range(40)], interval=100, due_in=[60.0 + n for n in range(40)], now=now
+    )
+    late = _checked_late(world, now=now)
+    _sweep_mode(world)
+
+    assert _claim_checks(world, now + timedelta(seconds=1)) == [], "due, but a sweep would check it twice"
+    assert _claim_checks(world, now + timedelta(seconds=39)) == []
+    # 50 s (half its interval) after its check, it starts its key's sweep, and the sweep takes the window.
+    claims = _claim_checks(world, now + timedelta(seconds=40))
+    assert {c.job_id for c in claims} == {late} | {others[n] for n in range(40) if 60 + n <= 40 + window}
+    assert len({c.lease_token for c in claims}) == 1
+
+
+def test_check_now_on_a_sweeping_key_checks_the_job_at_once_on_its_own(world) -> None:
+    now = utcnow()
+    _add_jobs(world, [f"batch_o{n}" for n in range(40)], interval=100, due_in=[60.0 + n for n in range(40)], now=now)
+    late = _checked_late(world, now=now)
+    _sweep_mode(world)
+    with session_scope(world.sessions) as session:
+        check_now(session, get_job(session, late), now=now)
+
+    with session_scope(world.sessions) as session:
+        assert claim_due_jobs(session, now=now, actions=[CHECK], sweeps=True) == []
+        claims = claim_due_jobs(session, now=now, actions=[CHECK], sweeps=False)
+    assert [claim.job_id for claim in claims] == [late]
 
 
 def test_the_census_sweeps_only_keys_that_watch_enough_batches(world) -> None:
