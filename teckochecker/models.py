@@ -145,8 +145,9 @@ class PollingJob(Base):
     last_success_at: Mapped[datetime | None]
     # Set while a "no successful check" alert stands, so it is sent once and its recovery once.
     stalled_at: Mapped[datetime | None] = mapped_column(index=True)
-    # When a webhook last said one of the job's batches finished, until a check that started after it has
-    # run. A hinted job is checked on its own (single GETs, at once), never held back for its key's sweep.
+    # When a webhook last said one of the job's batches finished, or a user asked to check the job now, until
+    # a check that started after it has run. A hinted job is checked on its own (single GETs, at once), never
+    # held back for its key's sweep.
     hinted_at: Mapped[datetime | None]
 
     openai_secret: Mapped[Secret] = relationship(foreign_keys=[openai_secret_id], lazy="selectin")

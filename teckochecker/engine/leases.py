@@ -146,9 +146,9 @@ def hand_back(sessions: sessionmaker[Session], job_ids: Collection[int], token: 
 
 
 def hand_back_hinted(session: Session, token: str) -> set[int]:
-    """Give up the jobs leased to `token` that a webhook hinted, so they are checked at once on their own (the
-    hint made them due now) instead of waiting for the rest of a long run. Returns their ids. The partial
-    index of hinted jobs makes this cheap whatever the size of the group."""
+    """Give up the jobs leased to `token` that a webhook (or a user's check now) hinted, so they are checked at
+    once on their own (the hint made them due now) instead of waiting for the rest of a long run. Returns
+    their ids. The partial index of hinted jobs makes this cheap whatever the size of the group."""
     return set(
         session.scalars(
             update(_jobs)

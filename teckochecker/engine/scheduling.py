@@ -17,9 +17,9 @@ is claimed at once, as one group, so one sweep checks them all. Those jobs are c
 never late, and keep their own grids. A job checked less than half an interval ago (late, after an outage)
 is not taken ahead: a sweep never checks a job twice within half an interval. Once due, it waits for its
 key's next sweep, which starts within half an interval of that check, rather than start a small sweep of
-its own. A job that a
-webhook hinted at (`hinted_at`) is the exception: it is due at once and checked in an ordinary group, so a
-finished batch is seen in a second rather than after a sweep of its key's whole window.
+its own. A job that a webhook hinted at, or that a user asked to check now (`hinted_at`), is the exception:
+it is due at once and checked in an ordinary group, so a finished batch is seen in a second rather than
+after a sweep of its key's whole window.
 
 On PostgreSQL one statement claims a whole batch (`… FOR UPDATE SKIP LOCKED`), with the grid arithmetic in
 SQL: beat stays cheap at thousands of claims a second. SQLite (the embedded single-machine default) has no
