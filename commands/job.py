@@ -12,6 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from commands.context import AppContext, pass_app
+from commands.params import JOB_ID
 from commands.tables import EMPTY, render_table, status_label, success, when
 from teckochecker.models import JobStatus, PollingJob
 from teckochecker.presenters import event_view, job_view
@@ -149,7 +150,7 @@ def _details_rows(job: PollingJob) -> list[list[str]]:
 
 
 @job_group.command("show")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @pass_app
 def show_job(app: AppContext, job_id: int, as_json: bool) -> None:
@@ -184,7 +185,7 @@ def _change_job(app: AppContext, job_id: int, change: Callable[[Session, Polling
 
 
 @job_group.command("pause")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def pause_job(app: AppContext, job_id: int) -> None:
     """Stop checking a job until it is resumed."""
@@ -193,7 +194,7 @@ def pause_job(app: AppContext, job_id: int) -> None:
 
 
 @job_group.command("resume")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def resume_job(app: AppContext, job_id: int) -> None:
     """Check a paused (or failed) job again, starting now."""
@@ -202,7 +203,7 @@ def resume_job(app: AppContext, job_id: int) -> None:
 
 
 @job_group.command("retry")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def retry_job(app: AppContext, job_id: int) -> None:
     """Re-arm the Keboola trigger of a failed job whose batches have all finished."""
@@ -211,7 +212,7 @@ def retry_job(app: AppContext, job_id: int) -> None:
 
 
 @job_group.command("check")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def check_job(app: AppContext, job_id: int) -> None:
     """Check an active job now (beat hands it to a worker within about a second)."""
@@ -242,7 +243,7 @@ def export_jobs(
 
 
 @job_group.command("update")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--name", help="New job name.")
 @click.option("--poll-interval", type=int, help="New check interval in seconds.")
 @click.option("--keboola-stack", help="New Keboola stack URL.")
@@ -279,7 +280,7 @@ def update_job(
 
 
 @job_group.command("delete")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @click.option("--force", is_flag=True, help="Do not ask for confirmation.")
 @pass_app
 def delete_job(app: AppContext, job_id: int, force: bool) -> None:

@@ -10,6 +10,7 @@ import click
 from sqlalchemy import select
 
 from commands.context import AppContext, pass_app
+from commands.params import JOB_ID
 from commands.tables import status_label, when
 from teckochecker.models import FINISHED_JOB_STATUSES, JobBatch, JobEvent, PollingJob
 from teckochecker.services.jobs import get_job
@@ -92,7 +93,7 @@ def watch_job(
 
 
 @click.command("watch")
-@click.argument("job_id", type=int)
+@click.argument("job_id", type=JOB_ID)
 @pass_app
 def watch(app: AppContext, job_id: int) -> None:
     """Follow a job live until it finishes (Ctrl-C to stop watching; the job goes on)."""

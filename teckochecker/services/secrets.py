@@ -10,7 +10,7 @@ from teckochecker.errors import ConflictError, NotFoundError, ValidationError, V
 from teckochecker.models import MAX_ID, JobNotification, PollingJob, Secret, SecretType
 from teckochecker.notifications.delivery import apprise_url_problem
 from teckochecker.notifications.events import parse_events, stored_events
-from teckochecker.services.validation import validate_name
+from teckochecker.services.validation import shortened, validate_name
 from teckochecker.services.webhooks import signing_secret_problem
 from teckochecker.vault import Vault
 
@@ -135,17 +135,12 @@ def resolve_secret(session: Session, field: str, reference: int | str, expected:
         label = f"secret {reference}"
     else:
         secret = session.scalar(select(Secret).where(Secret.name == str(reference).strip()))
-        label = f"secret '{_shortened(str(reference))}'"
+        label = f"secret '{shortened(str(reference))}'"
     if secret is None:
         raise ValidationError(field, f"{label} does not exist")
     if secret.type != expected.value:
         raise ValidationError(field, f"{label} is a {secret.type} secret, but a {expected.value} secret is needed")
     return secret
-
-
-def _shortened(text: str, length: int = 60) -> str:
-    """Text echoed back in an error, cut so that a pasted page does not become a page of error."""
-    return text if len(text) <= length else f"{text[: length - 1]}… ({len(text)} characters)"
 
 
 def jobs_using(session: Session, secret: Secret) -> list[PollingJob]:

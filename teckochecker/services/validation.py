@@ -34,6 +34,11 @@ def whole_number(text: str) -> int | None:
     return int(text)
 
 
+def shortened(text: str, length: int = 60) -> str:
+    """Text echoed back in an error, cut so that a pasted page does not become a page of error."""
+    return text if len(text) <= length else f"{text[: length - 1]}… ({len(text)} characters)"
+
+
 def secret_reference(text: str) -> int | str:
     """A secret as a person names it: a plain number is its id, anything else is its name."""
     number = whole_number(text)

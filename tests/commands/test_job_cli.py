@@ -168,6 +168,22 @@ def test_ids_beyond_the_database_range_are_simply_not_found(with_secrets, job_id
     assert result.output.strip() == f"Error: Job {job_id} not found"
 
 
+@pytest.mark.parametrize("command", [("show",), ("check",), ("watch",), ("delete", "--force")])
+def test_an_id_of_thousands_of_digits_is_not_found_in_one_short_line(with_secrets, command) -> None:
+    # Python's int() refuses over 4,300 digits: this was a usage error that echoed all 5,000.
+    result = with_secrets("job", command[0], "9" * 5000, *command[1:])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: Job {'9' * 59}… (5000 characters) not found"
+
+
+@pytest.mark.parametrize("job_id", ["abc", "²", "1.5", "x" * 500])
+def test_an_id_that_is_not_a_whole_number_is_a_usage_error_that_echoes_it_shortened(with_secrets, job_id) -> None:
+    result = with_secrets("job", "show", job_id)
+    assert result.exit_code == 2
+    assert "is not a job id (a whole number)" in result.output
+    assert len(result.output.splitlines()[-1]) < 150
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
