@@ -21,6 +21,7 @@ from bench.chaos import faults
 from bench.chaos.cluster import Cluster
 from bench.chaos.observer import SAMPLE_EVERY, Observer
 from bench.chaos.servers import new_workdir
+from teckochecker.clients.http import DEFAULT_READ_TIMEOUT
 from teckochecker.engine.scheduling import START_LEASE
 from worker.scheduler import DISPATCH_EVERY_SECONDS
 
@@ -219,10 +220,9 @@ def _count(
         for stall in observer.stalls
         if stall.seconds - _overlap(stall.started, stall.ended, fault_log.outage_seconds) > threshold
     }
-    recoveries = sorted(
-        [mark.recovered_at - mark.at for mark in observer.marks if mark.recovered_at is not None]
-        + _ambiguous_recoveries(plan, cluster, observer)
-    )
+    fault_recoveries = [mark.recovered_at - mark.at for mark in observer.marks if mark.recovered_at is not None]
+    ambiguous_recoveries = _ambiguous_recoveries(plan, cluster, observer)
+    recoveries = sorted(fault_recoveries + ambiguous_recoveries)
     unrecovered = sum(1 for mark in observer.marks if mark.recovered_at is None)
     probes = fault_log.api_probes
     return Report(
@@ -246,6 +246,14 @@ def _count(
                 "503_with_json_error": sum(1 for status, shaped in probes if status == 503 and shaped),
             },
             "stuck_threshold_seconds": threshold,
+            "fault_recovery_max": max(fault_recoveries, default=None),
+            "ambiguous_recovery_max": max(ambiguous_recoveries, default=None),
+            # An ambiguous recovery starts when Keboola creates the job, before the engine knows anything is
+            # wrong: the attempt that lost its answer runs up to the client's read timeout first, and no
+            # server's downtime is taken out of it.
+            "ambiguous_recovery_bound_seconds": threshold
+            + DEFAULT_READ_TIMEOUT
+            + sum(end - start for start, end in fault_log.outage_seconds),
             # Starvation: the longest an unfinished job waited, unclaimed, for its next check or trigger step;
             # apart from the longest a claimed job's check or trigger stayed in flight (slow answers).
             "longest_wait_for_a_turn": max((st.seconds for st in observer.stalls if not st.claimed), default=0.0),
