@@ -268,15 +268,21 @@ def pause_job(session: Session, job: PollingJob) -> PollingJob:
 
 def check_now(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
     """Make an active job due now: beat hands it to a worker as soon as this commits (PostgreSQL), or at its
-    next tick (within a quarter of a second, SQLite). Like a webhook, the request is a hint: the job is checked
-    on its own, not in its key's next list sweep, and again after a check already running."""
+    next tick (within a quarter of a second, SQLite)."""
     if job.status != JobStatus.ACTIVE:
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only an active job can be checked")
-    job.next_check_at = job.hinted_at = now or utcnow()
+    _due_now_for_the_user(job, now)
     record_event(session, job, "check_requested", "Check requested now")
     session.flush()
     announce_due(session)
     return job
+
+
+def _due_now_for_the_user(job: PollingJob, now: datetime | None) -> None:
+    """A user asked for this job now. Like a webhook, that is a hint (`hinted_at`): the job is checked at once
+    on its own, even if it was checked moments ago on a key refreshed by list sweeps (such a job would
+    otherwise wait for the key's next sweep), and again after a check already running."""
+    job.next_check_at = job.hinted_at = now or utcnow()
 
 
 def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None) -> PollingJob:
@@ -289,7 +295,7 @@ def resume_job(session: Session, job: PollingJob, *, now: datetime | None = None
         raise StatusConflictError(job, f"Job '{job.name}' is {job.status}; only a paused or failed job can be resumed")
     previous = job.status
     job.status = JobStatus.ACTIVE.value
-    job.next_check_at = now or utcnow()
+    _due_now_for_the_user(job, now)
     leases.release(job)
     job.completed_at = None
     if previous == JobStatus.FAILED:

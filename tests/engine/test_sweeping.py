@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import insert, select, update
 
 from teckochecker.clients.openai_batches import BatchPage, OpenAIBatchClient
@@ -14,7 +15,7 @@ from teckochecker.engine.keys import RequestBudget, ensure_key_states
 from teckochecker.engine.scheduling import CHECK, SWEEP_WINDOW, Dispatch, claim_due_jobs, group_claims
 from teckochecker.engine.sweeping import SWEEP_MIN_WATCHED, SWEEP_PROBE_PAGES, refresh_sweep_modes
 from teckochecker.models import JobBatch, JobStatus, OpenAIKeyState, PollingJob, Secret
-from teckochecker.services.jobs import check_now, get_job
+from teckochecker.services.jobs import check_now, get_job, pause_job, resume_job
 from teckochecker.services.secrets import add_secret
 from teckochecker.services.webhooks import mark_batch_jobs_due
 
@@ -263,13 +264,17 @@ def test_a_job_checked_late_waits_for_its_keys_next_sweep_instead_of_starting_on
     assert len({c.lease_token for c in claims}) == 1
 
 
-def test_check_now_on_a_sweeping_key_checks_the_job_at_once_on_its_own(world) -> None:
+@pytest.mark.parametrize("action", ["check", "pause and resume"])
+def test_what_a_user_makes_due_now_on_a_sweeping_key_is_checked_at_once_on_its_own(world, action: str) -> None:
     now = utcnow()
     _add_jobs(world, [f"batch_o{n}" for n in range(40)], interval=100, due_in=[60.0 + n for n in range(40)], now=now)
     late = _checked_late(world, now=now)
     _sweep_mode(world)
     with session_scope(world.sessions) as session:
-        check_now(session, get_job(session, late), now=now)
+        if action == "check":
+            check_now(session, get_job(session, late), now=now)
+        else:
+            resume_job(session, pause_job(session, get_job(session, late)), now=now)
 
     with session_scope(world.sessions) as session:
         assert claim_due_jobs(session, now=now, actions=[CHECK], sweeps=True) == []
