@@ -357,9 +357,10 @@ def _sweep_lead(candidate: Any, windows: dict[int, float | None]) -> float | Non
 def _claimable(candidates: Iterable[Any], now: datetime, windows: dict[int, float | None]) -> list[Any]:
     kept = []
     for candidate in candidates:
-        lead = _sweep_lead(candidate, windows)
-        if lead is None and _swept(candidate, windows):
-            continue
+        swept = _swept(candidate, windows)
+        lead = windows[candidate.openai_secret_id] if swept else None
+        if swept and lead is None:
+            continue  # it waits for its key's next sweep
         horizon = (
             now if lead is None else now + timedelta(seconds=lead + candidate.poll_interval_seconds * SWEEP_WINDOW)
         )
